@@ -1,0 +1,30 @@
+# `make demo` and `make test` set everything up on a fresh machine (a virtualenv in .venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,agent]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## run the sales pipeline over a week of demo deliveries (DuckDB)
+	$(BIN)/heal demo
+
+test: $(STAMP)  ## the whole test suite (real DuckDB, PostgreSQL, S3 over HTTP, Claude Code CLI)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)  ## benchmarks (not part of the tests)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

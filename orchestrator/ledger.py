@@ -1,0 +1,312 @@
+"""The run history, in schema ``heal`` of the target database. The only code that reads or
+writes it.
+
+Tables (documented for users in README "The ledger"):
+
+* ``heal.runs`` — one row per run: status, the four conservation numbers, fingerprint.
+* ``heal.attempts`` — every skill attempt with its full verdict (JSON) and retry delay.
+* ``heal.remediations`` — every remediation tried and whether it worked.
+* ``heal.quarantine`` — rows held back, with reason codes and the row as JSON.
+* ``heal.deliveries`` — content fingerprints of loaded deliveries (idempotency).
+* ``heal.schema_mappings`` — learned column mappings, applied on later runs.
+* ``heal.incidents`` — escalations and alerts, one open incident per pipeline and class.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from tools.sinks import Sink
+from tools.verdict import Verdict, validate_verdict
+
+__all__ = ["Ledger", "RunRow", "new_run_id"]
+
+_DDL = (
+    "CREATE SCHEMA IF NOT EXISTS heal",
+    """CREATE TABLE IF NOT EXISTS heal.runs (
+        run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, run_date DATE, mode TEXT,
+        status TEXT, started_at TIMESTAMP, finished_at TIMESTAMP, source TEXT, fingerprint TEXT,
+        rows_read BIGINT, rows_loaded BIGINT, rows_quarantined BIGINT, rows_duplicates BIGINT,
+        conserved BOOLEAN, summary TEXT)""",
+    """CREATE TABLE IF NOT EXISTS heal.attempts (
+        run_id TEXT NOT NULL, seq INTEGER NOT NULL, step TEXT, skill TEXT, attempt INTEGER,
+        level INTEGER, passed BOOLEAN, failure_class TEXT, delay_s DOUBLE PRECISION,
+        started_at TIMESTAMP, duration_ms DOUBLE PRECISION, verdict TEXT)""",
+    """CREATE TABLE IF NOT EXISTS heal.remediations (
+        run_id TEXT NOT NULL, seq INTEGER, step TEXT, skill TEXT, failure_class TEXT,
+        passed BOOLEAN, detail TEXT, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS heal.quarantine (
+        run_id TEXT NOT NULL, pipeline TEXT, row_number BIGINT, reasons TEXT, row_data TEXT)""",
+    """CREATE TABLE IF NOT EXISTS heal.deliveries (
+        pipeline TEXT NOT NULL, fingerprint TEXT NOT NULL, run_id TEXT, rows_loaded BIGINT,
+        loaded_at TIMESTAMP, PRIMARY KEY (pipeline, fingerprint))""",
+    """CREATE TABLE IF NOT EXISTS heal.schema_mappings (
+        pipeline TEXT NOT NULL, source_column TEXT NOT NULL, target_column TEXT, rule TEXT,
+        run_id TEXT, created_at TIMESTAMP, PRIMARY KEY (pipeline, source_column))""",
+    """CREATE TABLE IF NOT EXISTS heal.incidents (
+        incident_id TEXT PRIMARY KEY, pipeline TEXT, failure_class TEXT, status TEXT,
+        run_id TEXT, opened_at TIMESTAMP, updated_at TIMESTAMP, occurrences INTEGER,
+        summary TEXT, evidence TEXT)""",
+)
+
+
+def new_run_id(run_date: date) -> str:
+    return f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:10]}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    pipeline: str
+    run_date: date | None
+    mode: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    source: str | None
+    fingerprint: str | None
+    rows_read: int | None
+    rows_loaded: int | None
+    rows_quarantined: int | None
+    rows_duplicates: int | None
+    conserved: bool | None
+    summary: str | None
+
+
+_RUN_COLUMNS = ", ".join(RunRow.__dataclass_fields__)
+
+
+class Ledger:
+    """Run history on a sink's connection. Create once per run or command."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        for statement in _DDL:
+            sink.execute(statement)
+
+    # --- runs -----------------------------------------------------------------------------
+    def start_run(self, run_id: str, *, pipeline: str, run_date: date, mode: str, source: str) -> None:
+        self.sink.execute(
+            "INSERT INTO heal.runs (run_id, pipeline, run_date, mode, status, started_at, source) "
+            "VALUES (?, ?, ?, ?, 'running', ?, ?)",
+            (run_id, pipeline, run_date, mode, _now(), source),
+        )
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        fingerprint: str | None,
+        counts: dict[str, int],
+        conserved: bool,
+        summary: str,
+    ) -> None:
+        self.sink.execute(
+            "UPDATE heal.runs SET status = ?, finished_at = ?, fingerprint = ?, rows_read = ?, "
+            "rows_loaded = ?, rows_quarantined = ?, rows_duplicates = ?, conserved = ?, summary = ? "
+            "WHERE run_id = ?",
+            (status, _now(), fingerprint, counts.get("read", 0), counts.get("loaded", 0),
+             counts.get("quarantined", 0), counts.get("duplicates", 0), conserved, summary, run_id),
+        )
+
+    def runs(self, *, pipeline: str | None = None, limit: int = 20) -> list[RunRow]:
+        where, params = ("WHERE pipeline = ?", [pipeline]) if pipeline else ("", [])
+        rows = self.sink.query(
+            f"SELECT {_RUN_COLUMNS} FROM heal.runs {where} ORDER BY started_at DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [RunRow(*r) for r in rows]
+
+    def run(self, run_id: str) -> RunRow | None:
+        rows = self.sink.query(
+            f"SELECT {_RUN_COLUMNS} FROM heal.runs WHERE run_id = ? OR run_id LIKE ? "
+            "ORDER BY started_at DESC LIMIT 2",
+            (run_id, f"{run_id}%"),
+        )
+        return RunRow(*rows[0]) if len(rows) == 1 or (rows and rows[0][0] == run_id) else None
+
+    def loaded_counts(self, pipeline: str, *, limit: int) -> list[int]:
+        """Rows read by recent runs that loaded something, newest first (volume history)."""
+        rows = self.sink.query(
+            "SELECT rows_read FROM heal.runs WHERE pipeline = ? AND status IN "
+            "('success', 'healed', 'partial_failure') AND rows_loaded > 0 "
+            "ORDER BY run_date DESC, started_at DESC LIMIT ?",
+            (pipeline, limit),
+        )
+        return [r[0] for r in rows]
+
+    # --- attempts and remediations --------------------------------------------------------
+    def record_attempt(
+        self,
+        run_id: str,
+        *,
+        seq: int,
+        step: str,
+        attempt: int,
+        level: int,
+        verdict: Verdict,
+        delay_s: float,
+        started_at: datetime,
+    ) -> None:
+        data = verdict.to_dict()
+        validate_verdict(json.loads(json.dumps(data, default=str)))
+        self.sink.execute(
+            "INSERT INTO heal.attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, seq, step, verdict.skill, attempt, level, verdict.passed, verdict.failure_class,
+             delay_s, started_at, verdict.duration_ms, json.dumps(data, default=str)),
+        )
+
+    def record_remediation(self, run_id: str, *, seq: int, step: str, verdict: Verdict, failure_class: str | None) -> None:
+        detail = {"artifacts": verdict.artifacts, "metrics": verdict.metrics}
+        self.sink.execute(
+            "INSERT INTO heal.remediations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, seq, step, verdict.skill, failure_class, verdict.passed,
+             json.dumps(detail, default=str), _now()),
+        )
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.sink.query(
+            "SELECT seq, step, skill, attempt, level, passed, failure_class, delay_s, duration_ms, verdict "
+            "FROM heal.attempts WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        keys = ("seq", "step", "skill", "attempt", "level", "passed", "failure_class", "delay_s", "duration_ms", "verdict")
+        out = [dict(zip(keys, r)) for r in rows]
+        for a in out:
+            a["verdict"] = json.loads(a["verdict"])
+        return out
+
+    def remediations(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.sink.query(
+            "SELECT seq, step, skill, failure_class, passed, detail FROM heal.remediations "
+            "WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        return [
+            {"seq": s, "step": st, "skill": sk, "failure_class": fc, "passed": p, "detail": json.loads(d)}
+            for s, st, sk, fc, p, d in rows
+        ]
+
+    # --- deliveries (idempotency) -----------------------------------------------------------
+    def loaded_fingerprints(self, pipeline: str) -> set[str]:
+        rows = self.sink.query("SELECT fingerprint FROM heal.deliveries WHERE pipeline = ?", (pipeline,))
+        return {r[0] for r in rows}
+
+    def record_delivery(self, *, pipeline: str, fingerprint: str, run_id: str, rows_loaded: int) -> None:
+        """Called inside the load transaction, so a delivery is recorded iff it was loaded."""
+        self.sink.execute(
+            "INSERT INTO heal.deliveries VALUES (?, ?, ?, ?, ?)",
+            (pipeline, fingerprint, run_id, rows_loaded, _now()),
+        )
+
+    def quarantined(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.sink.query(
+            "SELECT row_number, reasons, row_data FROM heal.quarantine WHERE run_id = ? ORDER BY row_number",
+            (run_id,),
+        )
+        return [{"row_number": n, "reasons": r.split(";"), "row": json.loads(d)} for n, r, d in rows]
+
+    # --- learned schema mappings ------------------------------------------------------------
+    def mappings(self, pipeline: str) -> dict[str, str]:
+        rows = self.sink.query(
+            "SELECT source_column, target_column FROM heal.schema_mappings WHERE pipeline = ?",
+            (pipeline,),
+        )
+        return dict(rows)
+
+    def save_mappings(self, pipeline: str, mapping: dict[str, str], *, rule: str, run_id: str) -> None:
+        for source, target in sorted(mapping.items()):
+            self.sink.execute(
+                "DELETE FROM heal.schema_mappings WHERE pipeline = ? AND source_column = ?", (pipeline, source)
+            )
+            self.sink.execute(
+                "INSERT INTO heal.schema_mappings VALUES (?, ?, ?, ?, ?, ?)",
+                (pipeline, source, target, rule, run_id, _now()),
+            )
+
+    # --- incidents --------------------------------------------------------------------------
+    def open_incident(
+        self, *, pipeline: str, failure_class: str, run_id: str, summary: str, evidence: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Open an incident, or update the open one for the same pipeline and class.
+
+        Returns (incident_id, is_new).
+        """
+        rows = self.sink.query(
+            "SELECT incident_id FROM heal.incidents WHERE pipeline = ? AND failure_class = ? AND status = 'open'",
+            (pipeline, failure_class),
+        )
+        now = _now()
+        payload = json.dumps(evidence, default=str)
+        if rows:
+            incident_id = rows[0][0]
+            self.sink.execute(
+                "UPDATE heal.incidents SET run_id = ?, updated_at = ?, occurrences = occurrences + 1, "
+                "summary = ?, evidence = ? WHERE incident_id = ?",
+                (run_id, now, summary, payload, incident_id),
+            )
+            return incident_id, False
+        incident_id = f"inc-{uuid.uuid4().hex[:10]}"
+        self.sink.execute(
+            "INSERT INTO heal.incidents VALUES (?, ?, ?, 'open', ?, ?, ?, 1, ?, ?)",
+            (incident_id, pipeline, failure_class, run_id, now, now, summary, payload),
+        )
+        return incident_id, True
+
+    def incidents(self, *, pipeline: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        clauses, params = [], []
+        if pipeline:
+            clauses.append("pipeline = ?")
+            params.append(pipeline)
+        if status:
+            clauses.append("status = ?")
+            params.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.sink.query(
+            "SELECT incident_id, pipeline, failure_class, status, run_id, opened_at, updated_at, "
+            f"occurrences, summary, evidence FROM heal.incidents {where} ORDER BY opened_at",
+            params,
+        )
+        keys = ("incident_id", "pipeline", "failure_class", "status", "run_id", "opened_at",
+                "updated_at", "occurrences", "summary", "evidence")
+        out = [dict(zip(keys, r)) for r in rows]
+        for inc in out:
+            inc["evidence"] = json.loads(inc["evidence"])
+        return out
+
+    def summary(self, *, pipeline: str | None = None) -> list[tuple[Any, ...]]:
+        """(pipeline, status, runs, rows_loaded, rows_quarantined) grouped."""
+        where, params = ("WHERE pipeline = ?", (pipeline,)) if pipeline else ("", ())
+        return self.sink.query(
+            "SELECT pipeline, status, count(*), sum(rows_loaded), sum(rows_quarantined) "
+            f"FROM heal.runs {where} GROUP BY pipeline, status ORDER BY pipeline, status",
+            params,
+        )
+
+    def recent_failure_classes(self, pipeline: str, *, runs: int) -> list[list[str]]:
+        """Failure classes seen in each of the last ``runs`` finished runs, newest first."""
+        ids = [r[0] for r in self.sink.query(
+            "SELECT run_id FROM heal.runs WHERE pipeline = ? AND status <> 'running' "
+            "ORDER BY started_at DESC LIMIT ?", (pipeline, runs))]
+        out = []
+        for run_id in ids:
+            rows = self.sink.query(
+                "SELECT DISTINCT failure_class FROM heal.attempts WHERE run_id = ? AND failure_class IS NOT NULL",
+                (run_id,),
+            )
+            out.append(sorted(r[0] for r in rows))
+        return out
+
+
+def rows_as_dicts(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(header, r)) for r in rows]

@@ -1,0 +1,96 @@
+"""Load transformed rows into the target in one transaction, then prove they all arrived.
+
+Refuses (load_conflict) when keys already exist in the target: that is upsert-load's job.
+
+Usage:
+    python skills/load-target/scripts/check.py typed.csv --contract pipelines/sales.yaml \
+        --target duckdb:///sales.duckdb
+    python skills/load-target/scripts/check.py typed.csv --contract pipelines/sales.yaml \
+        --target postgresql://postgres@127.0.0.1:5432/test --json
+
+Exit codes: 0 loaded and verified, 1 not loaded (see failure_class), 2 could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+
+from tools.context import StepContext
+from tools.contract import Contract, load_contract
+from tools.readers import read_delivery
+from tools.sinks import Sink, load_and_verify, open_sink
+from tools.verdict import Criterion, HealError, Stopwatch, TargetError, Verdict, could_not_run, finish
+
+SKILL = "load-target"
+CLASSES = {"no_key_conflict": "load_conflict", "all_rows_in": "load_failed"}
+
+
+def load(
+    sink: Sink,
+    staging: str,
+    *,
+    contract: Contract,
+    columns: Sequence[tuple[str, str]],
+    run_id: str,
+    on_commit: Callable[[], None] | None = None,
+) -> Verdict:
+    clock = Stopwatch()
+    conflicts = sink.key_conflicts(staging, table=contract.table, key=contract.key)
+    if conflicts:
+        return Verdict.from_criteria(
+            SKILL,
+            [Criterion("no_key_conflict", False, conflicts, 0,
+                       f"{conflicts} keys are already in {contract.table}: run upsert-load")],
+            failure_classes=CLASSES, metrics={"conflicts": conflicts}, duration_ms=clock.ms(),
+        )
+    try:
+        done = load_and_verify(sink, staging, table=contract.table, columns=columns, key=contract.key,
+                               mode="insert", run_id=run_id, after=on_commit)
+    except TargetError as exc:
+        return Verdict.from_criteria(
+            SKILL, [Criterion("no_key_conflict", True, 0, 0),
+                    Criterion("all_rows_in", False, str(exc), "every row, in one transaction",
+                              "nothing was loaded: the transaction rolled back")],
+            failure_classes=CLASSES, duration_ms=clock.ms(),
+        )
+    return Verdict.from_criteria(
+        SKILL,
+        [Criterion("no_key_conflict", True, 0, 0),
+         Criterion("all_rows_in", True, done.rows_tagged, done.rows_sent)],
+        failure_classes=CLASSES,
+        metrics={"inserted": done.result.inserted, "updated": 0, "rows_loaded": done.rows_sent},
+        duration_ms=clock.ms(),
+    )
+
+
+def run_step(ctx: StepContext) -> Verdict:
+    columns = [tuple(c) for c in ctx.params["columns"]]
+    return load(ctx.sink, ctx.table, contract=ctx.contract, columns=columns, run_id=ctx.run_id,
+                on_commit=ctx.on_commit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=SKILL, description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a file of transformed rows (the transform skill's --out)")
+    parser.add_argument("--contract", required=True, help="a pipeline YAML file (its contract: section is used)")
+    parser.add_argument("--target", required=True, help="duckdb:///file.duckdb or postgresql://...")
+    parser.add_argument("--json", action="store_true", help="print exactly one JSON verdict on stdout")
+    args = parser.parse_args(argv)
+    try:
+        contract = load_contract(args.contract)
+        sink = open_sink(args.target)
+        delivery = read_delivery(sink.working_connection(), args.path, table="to_load")
+        types = {c.name: c.sql_type for c in contract.columns}
+        columns = [(c, types.get(c, "VARCHAR")) for c in delivery.columns]
+        verdict = load(sink, delivery.table, contract=contract, columns=columns,
+                       run_id=f"manual-{uuid.uuid4().hex[:8]}")
+    except HealError as exc:
+        return could_not_run(SKILL, exc)
+    return finish(verdict, as_json=args.json, next_step="run upsert-load when keys conflict, else escalate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Targets a run loads into, chosen by URL scheme, behind one small protocol.
+
+A sink owns one connection to the target database. The run stages a delivery in DuckDB
+(the sink's :meth:`Sink.working_connection`), then :meth:`Sink.load` moves it into the target
+in one transaction, together with whatever the ledger must record atomically with it
+(the ``after`` callback runs inside that transaction, before the commit).
+
+The ledger lives in the same database (schema ``heal``) and speaks SQL through
+:meth:`Sink.execute` / :meth:`Sink.query` with ``?`` placeholders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import duckdb
+
+from tools.contract import quote_ident
+from tools.verdict import ConfigError, TargetError
+
+__all__ = [
+    "HEAL_COLUMNS",
+    "DuckDBSink",
+    "LoadResult",
+    "VerifiedLoad",
+    "Sink",
+    "configure_working_connection",
+    "default_schema",
+    "load_and_verify",
+    "open_sink",
+    "redact_url",
+]
+
+#: Lineage columns every target row carries: which run wrote it, and when.
+HEAL_COLUMNS: tuple[tuple[str, str], ...] = (("_heal_run_id", "VARCHAR"), ("_heal_loaded_at", "TIMESTAMP"))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    inserted: int
+    updated: int
+    replaced: tuple[dict[str, Any], ...] = ()  # old versions of updated rows (capped sample)
+
+
+class Sink(Protocol):
+    url: str  # safe to print: credentials redacted
+    dialect: str  # "duckdb" | "postgresql"
+
+    def working_connection(self) -> duckdb.DuckDBPyConnection: ...
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def transaction(self) -> contextlib.AbstractContextManager[None]: ...
+    def table_columns(self, table: str) -> list[str] | None: ...
+    def key_conflicts(self, staging: str, *, table: str, key: Sequence[str]) -> int: ...
+    def insert_from(self, staging: str, *, table: str, columns: Sequence[str]) -> int: ...
+    def load(
+        self,
+        staging: str,
+        *,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        key: Sequence[str],
+        mode: str,
+        run_id: str,
+        after: Callable[[], None] | None = None,
+    ) -> LoadResult: ...
+    def close(self) -> None: ...
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def configure_working_connection(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None) -> None:
+    """Bound DuckDB's memory so large deliveries spill to disk instead of growing the process."""
+    limit = memory_limit or os.environ.get("HEAL_MEMORY_LIMIT", "512MB")
+    con.execute(f"SET memory_limit = '{limit}'")
+    con.execute("SET preserve_insertion_order = false")
+    spill = Path(os.environ.get("HEAL_TEMP_DIR") or tempfile.gettempdir()) / "heal-spill"
+    con.execute(f"SET temp_directory = '{spill.as_posix()}'")
+
+
+class DuckDBSink:
+    """A DuckDB file: staging tables are TEMP tables on the same connection."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str | Path, *, memory_limit: str | None = None) -> None:
+        self.path = Path(path)
+        self.url = f"duckdb:///{self.path}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise TargetError(f"cannot open DuckDB target {self.path}: {_first_line(exc)}") from None
+        configure_working_connection(self.con, memory_limit=memory_limit)
+
+    def working_connection(self) -> duckdb.DuckDBPyConnection:
+        return self.con
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql, list(params)).fetchall()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def table_columns(self, table: str) -> list[str] | None:
+        schema, name = _split(table)
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ? AND table_catalog = current_database() "
+            "ORDER BY ordinal_position",
+            (schema, name),
+        )
+        return [r[0] for r in rows] or None
+
+    def key_conflicts(self, staging: str, *, table: str, key: Sequence[str]) -> int:
+        if not key or self.table_columns(table) is None:
+            return 0
+        on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in key)
+        sql = f"SELECT count(*) FROM {quote_ident(staging)} s WHERE EXISTS (SELECT 1 FROM {_qualified(table)} t WHERE {on})"
+        return self.query(sql)[0][0]
+
+    def insert_from(self, staging: str, *, table: str, columns: Sequence[str]) -> int:
+        cols = ", ".join(quote_ident(c) for c in columns)
+        self.execute(f"INSERT INTO {_qualified(table)} ({cols}) SELECT {cols} FROM {quote_ident(staging)}")
+        return self.query(f"SELECT count(*) FROM {quote_ident(staging)}")[0][0]
+
+    def load(
+        self,
+        staging: str,
+        *,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        key: Sequence[str],
+        mode: str,
+        run_id: str,
+        after: Callable[[], None] | None = None,
+    ) -> LoadResult:
+        """Insert (or, with ``mode="upsert"``, replace rows by key) in one transaction."""
+        names = [c for c, _ in columns]
+        cols = ", ".join(quote_ident(c) for c in names)
+        lineage = ", ".join(quote_ident(c) for c, _ in HEAL_COLUMNS)
+        target = _qualified(table)
+        try:
+            with self.transaction():
+                self._ensure_table(table, columns)
+                replaced: tuple[dict[str, Any], ...] = ()
+                updated = 0
+                if mode == "upsert" and key:
+                    on = " AND ".join(f"t.{quote_ident(k)} = s.{quote_ident(k)}" for k in key)
+                    matched = f"EXISTS (SELECT 1 FROM {quote_ident(staging)} s WHERE {on})"
+                    cur = self.con.execute(f"SELECT * FROM {target} t WHERE {matched} LIMIT 100")
+                    header = [d[0] for d in cur.description]
+                    replaced = tuple(dict(zip(header, row)) for row in cur.fetchall())
+                    updated = self.query(f"SELECT count(*) FROM {target} t WHERE {matched}")[0][0]
+                    self.execute(f"DELETE FROM {target} t WHERE {matched}")
+                elif mode != "insert":
+                    raise ConfigError(f"unknown load mode {mode!r}")
+                self.execute(
+                    f"INSERT INTO {target} ({cols}, {lineage}) "
+                    f"SELECT {cols}, ?, now()::TIMESTAMP FROM {quote_ident(staging)}",
+                    (run_id,),
+                )
+                total = self.query(f"SELECT count(*) FROM {quote_ident(staging)}")[0][0]
+                if after is not None:
+                    after()
+        except duckdb.Error as exc:
+            raise TargetError(f"load into {table} failed: {_first_line(exc)}") from None
+        return LoadResult(inserted=total - updated, updated=updated, replaced=replaced)
+
+    def _ensure_table(self, table: str, columns: Sequence[tuple[str, str]]) -> None:
+        existing = self.table_columns(table)
+        schema, _ = _split(table)
+        self.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        if existing is None:
+            defs = ", ".join(f"{quote_ident(c)} {t}" for c, t in [*columns, *HEAL_COLUMNS])
+            self.execute(f"CREATE TABLE {_qualified(table)} ({defs})")
+            return
+        for name, type_ in columns:
+            if name not in existing:  # schema evolution: new columns arrive nullable
+                self.execute(f"ALTER TABLE {_qualified(table)} ADD COLUMN {quote_ident(name)} {type_}")
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def open_sink(url: str, *, base_dir: Path | None = None) -> Sink:
+    """The sink for a target URL: ``duckdb:///path.duckdb`` or ``postgresql://...``."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "duckdb":
+        raw = url[len("duckdb://"):]
+        # duckdb:///rel/path is relative; duckdb:////abs/path is absolute.
+        path = Path(raw[1:] if raw.startswith("/") else raw)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        return DuckDBSink(path)
+    if scheme in ("postgresql", "postgres"):
+        from tools.postgres import PostgresSink  # deferred: psycopg only when used
+
+        return PostgresSink(url)
+    raise ConfigError(f"unsupported target {redact_url(url)!r}: use duckdb:///file.duckdb or postgresql://...")
+
+
+@dataclass(frozen=True)
+class VerifiedLoad:
+    result: LoadResult
+    rows_sent: int
+    rows_tagged: int  # target rows carrying this run's id, counted inside the transaction
+    duplicate_keys: int  # keys held more than once in the target, inside the transaction
+
+
+def load_and_verify(
+    sink: Sink,
+    staging: str,
+    *,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    key: Sequence[str],
+    mode: str,
+    run_id: str,
+    after: Callable[[], None] | None = None,
+) -> VerifiedLoad:
+    """Load, then check inside the same transaction that the target holds exactly the rows
+    sent and a unique key; roll back (TargetError) when it does not."""
+    checked: dict[str, int] = {}
+    target = _qualified(table, default_schema(sink.dialect))
+
+    def verify_then_record() -> None:
+        sent = checked["sent"]
+        tagged = sink.query(f"SELECT count(*) FROM {target} WHERE _heal_run_id = ?", (run_id,))[0][0]
+        dupes = 0
+        if key:
+            cols = ", ".join(quote_ident(k) for k in key)
+            dupes = sink.query(
+                f"SELECT count(*) FROM (SELECT {cols} FROM {target} GROUP BY {cols} HAVING count(*) > 1) d"
+            )[0][0]
+        checked.update(tagged=tagged, dupes=dupes)
+        if tagged != sent or dupes:
+            raise TargetError(
+                f"load into {table} did not verify: {tagged} rows tagged for {sent} sent, "
+                f"{dupes} duplicate keys; rolled back"
+            )
+        if after is not None:
+            after()
+
+    con = sink.working_connection()
+    checked["sent"] = con.execute(f"SELECT count(*) FROM {quote_ident(staging)}").fetchone()[0]
+    result = sink.load(staging, table=table, columns=columns, key=key, mode=mode, run_id=run_id,
+                       after=verify_then_record)
+    return VerifiedLoad(result, checked["sent"], checked["tagged"], checked["dupes"])
+
+
+def default_schema(dialect: str) -> str:
+    """The schema an unqualified table name lives in: ``main`` in DuckDB, ``public`` in PostgreSQL."""
+    return "public" if dialect == "postgresql" else "main"
+
+
+def _split(table: str, default: str = "main") -> tuple[str, str]:
+    schema, _, name = table.rpartition(".")
+    return (schema or default, name)
+
+
+def _qualified(table: str, default: str = "main") -> str:
+    schema, name = _split(table, default)
+    return f"{quote_ident(schema)}.{quote_ident(name)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
