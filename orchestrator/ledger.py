@@ -9,6 +9,7 @@ Tables (documented for users in README "The ledger"):
 * ``heal.quarantine`` — rows held back, with reason codes and the row as JSON.
 * ``heal.deliveries`` — content fingerprints of loaded deliveries (idempotency).
 * ``heal.schema_mappings`` — learned column mappings, applied on later runs.
+* ``heal.profiles`` — per loaded delivery and column: rows, nulls, distinct, min/max/mean/quantiles.
 * ``heal.incidents`` — escalations and alerts, one open incident per pipeline and class.
 """
 
@@ -48,6 +49,9 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS heal.schema_mappings (
         pipeline TEXT NOT NULL, source_column TEXT NOT NULL, target_column TEXT, rule TEXT,
         run_id TEXT, created_at TIMESTAMP, PRIMARY KEY (pipeline, source_column))""",
+    """CREATE TABLE IF NOT EXISTS heal.profiles (
+        pipeline TEXT NOT NULL, run_id TEXT NOT NULL, run_date DATE, column_name TEXT NOT NULL,
+        profile TEXT)""",
     """CREATE TABLE IF NOT EXISTS heal.incidents (
         incident_id TEXT PRIMARY KEY, pipeline TEXT, failure_class TEXT, status TEXT,
         run_id TEXT, opened_at TIMESTAMP, updated_at TIMESTAMP, occurrences INTEGER,
@@ -215,6 +219,31 @@ class Ledger:
             (run_id,),
         )
         return [{"row_number": n, "reasons": r.split(";"), "row": json.loads(d)} for n, r, d in rows]
+
+    # --- column profiles ------------------------------------------------------------------
+    def record_profiles(self, *, pipeline: str, run_id: str, run_date: date, profiles: dict[str, dict[str, Any]]) -> None:
+        """Called inside the load transaction: a profile exists iff its delivery was loaded."""
+        for column, profile in sorted(profiles.items()):
+            self.sink.execute(
+                "INSERT INTO heal.profiles VALUES (?, ?, ?, ?, ?)",
+                (pipeline, run_id, run_date, column, json.dumps(profile, default=str)),
+            )
+
+    def profiles(self, pipeline: str, *, limit: int = 30) -> list[dict[str, Any]]:
+        """Profiles of the last ``limit`` loaded runs, newest first:
+        ``[{"run_id", "run_date", "columns": {name: profile}}]``."""
+        runs = self.sink.query(
+            "SELECT run_id, max(run_date) FROM heal.profiles WHERE pipeline = ? GROUP BY run_id "
+            "ORDER BY max(run_date) DESC, run_id DESC LIMIT ?",
+            (pipeline, limit),
+        )
+        out = []
+        for run_id, run_date in runs:
+            rows = self.sink.query(
+                "SELECT column_name, profile FROM heal.profiles WHERE run_id = ?", (run_id,)
+            )
+            out.append({"run_id": run_id, "run_date": run_date, "columns": {c: json.loads(p) for c, p in rows}})
+        return out
 
     # --- learned schema mappings ------------------------------------------------------------
     def mappings(self, pipeline: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from orchestrator.ledger import Ledger, new_run_id
 from orchestrator.pipeline import Pipeline
 from orchestrator.skills import SkillRegistry
 from tools.context import History, SourceSpec, StepContext
+from tools.profile import profile_table
 from tools.sinks import Sink, open_sink, redact_url
 from tools.sources import resolve_uri
 from tools.verdict import ConfigError, Criterion, HealError, InputError, SourceError, TargetError, Verdict
@@ -239,7 +240,7 @@ def _context(pipeline: Pipeline, state: _State, step: Step, *, run_id: str, run_
     on_commit = None
     if step.skill in ("load-target", "upsert-load") or "columns" in params:
         params.setdefault("columns", state.columns)
-        on_commit = _commit_hook(pipeline, state, ledger=ledger, sink=sink, run_id=run_id)
+        on_commit = _commit_hook(pipeline, state, ledger=ledger, sink=sink, run_id=run_id, run_date=run_date)
     params.setdefault("expected_rows", state.counts["loaded"] or None)
     return StepContext(
         con=sink.working_connection(), contract=pipeline.contract, run_id=run_id, pipeline=pipeline.name,
@@ -248,7 +249,8 @@ def _context(pipeline: Pipeline, state: _State, step: Step, *, run_id: str, run_
     )
 
 
-def _commit_hook(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sink, run_id: str) -> Callable[[], None]:
+def _commit_hook(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sink, run_id: str,
+                 run_date: dt.date) -> Callable[[], None]:
     """Ledger writes that commit with the load, after conservation is proven."""
 
     def commit() -> None:
@@ -272,6 +274,8 @@ def _commit_hook(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sin
                              columns=["run_id", "pipeline", "row_number", "reasons", "row_data"])
         if state.mapping:
             ledger.save_mappings(pipeline.name, state.mapping, rule="confirmed", run_id=run_id)
+        ledger.record_profiles(pipeline=pipeline.name, run_id=run_id, run_date=run_date,
+                               profiles=profile_table(con, state.table, state.columns))
 
     return commit
 

@@ -203,3 +203,13 @@ def test_empty_or_binary_delivery_never_crashes(sales, tmp_path, content):
     result = run(sales)
     assert result.status == "escalated"
     assert result.counts["loaded"] == 0
+
+
+def test_loaded_runs_leave_column_profiles_for_later_runs(sales, tmp_path):
+    deliver(tmp_path / "in", DAY, rows_for(DAY, count=200))
+    result = run(sales)
+    profiles = ledger_of(sales).profiles("sales")
+    assert [p["run_id"] for p in profiles] == [result.run_id]
+    amount = profiles[0]["columns"]["amount"]
+    assert amount["kind"] == "number" and amount["rows"] == 200 and 1 <= amount["median"] <= 500
+    assert profiles[0]["columns"]["date"]["max"] == str(DAY)
