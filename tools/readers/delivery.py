@@ -12,14 +12,14 @@ import glob
 import re
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
 
 from tools.readers import load
 from tools.readers.dialect import Dialect, Tail, scan_tail, sniff_dialect, unique_names
-from tools.readers.probe import Probe, probe, read_text_head, read_text_tail, stage, work_dir
+from tools.readers.probe import NOT_TABULAR, Probe, probe, read_text_head, read_text_tail, stage, work_dir
 from tools.readers.result import Delivery, ReadNote
 from tools.verdict import InputError
 
@@ -86,10 +86,11 @@ def _resolve(path: str | Path) -> tuple[list[Path], list[ReadNote]]:
     return files, notes
 
 
-def _text_format(head: str, complete: bool) -> str:
+def _text_format(head: str) -> str:
     s = head.lstrip()
-    if s.startswith("["):
-        return "json" if s[1:].lstrip()[:1] in ("{", "]") else "csv"
+    if s.startswith("["):  # but not a "[id],[name]" header (SQL Server exports)
+        nxt = s[1:].lstrip()[:1]
+        return "json" if nxt and nxt in '{[]"-0123456789' else "csv"
     if not s.startswith("{"):
         return "csv"
     first = s.split("\n", 1)[0].strip()
@@ -142,13 +143,15 @@ def _plan(
     if pr.compression or pr.codec not in ("utf-8", "utf-8-sig"):
         _stage(part, pr.codec, directory, temps)
     head, complete = read_text_head(part.path)
-    part.format = _text_format(head, complete)
+    part.format = _text_format(head)
     if part.format in ("jsonl", "json"):
         part.notes.append(ReadNote("jsonl" if part.format == "jsonl" else "json_array"))
         newline = "\r\n" if "\r\n" in head else "\n"
         while True:
             try:
                 part.names = tuple(load.json_keys(con, part.path, fmt=part.format, newline=newline))
+                if not part.names and load.json_rows(con, part.path, fmt=part.format, newline=newline):
+                    raise InputError(f"{NOT_TABULAR}: the JSON holds no objects")
                 return part
             except duckdb.Error as err:
                 if "unicode" not in str(err).lower() or not _fallback(part, directory, temps):
@@ -164,6 +167,8 @@ def _plan(
         if not valid and _fallback(part, directory, temps):
             tail, _ = read_text_tail(part.path)
         part.tail = scan_tail(tail, part.dialect, from_data_start=False)
+        if part.tail.quoted_newlines and not part.dialect.quoted_newlines:
+            part.dialect = replace(part.dialect, quoted_newlines=True)  # read serially from the start
     return part
 
 
@@ -179,7 +184,7 @@ def _assign_targets(parts: list[_Part]) -> list[str]:
     """Union the parts' columns by name (case-insensitive, as DuckDB); first spelling wins."""
     union: list[str] = []
     index: dict[str, int] = {}
-    headed = next((p for p in parts if p.dialect is None or p.dialect.header), None)
+    headed = next((p for p in parts if p.dialect is not None and p.dialect.header), None)
     for part in parts:
         raw = part.names
         d = part.dialect
@@ -207,8 +212,8 @@ def _finish_csv(con: duckdb.DuckDBPyConnection, table: str, part: _Part, *, offs
     assert d is not None
     blank = tail.empty_lines
     deleted = 0
-    if tail.drop and n >= len(tail.drop):
-        lo = offset + n - len(tail.drop)
+    if tail.drop:
+        lo = offset + max(0, n - len(tail.drop))
         first = load.ident(part.targets[0])
         got = con.execute(f"SELECT {first} FROM {load.ident(table)} WHERE _row > ? ORDER BY _row", [lo]).fetchall()
         if [g[0] for g in got] == [r.fields[0] for r in tail.drop]:
@@ -249,11 +254,13 @@ def _load(
                     con, table, part.path, fmt=part.format, keys=part.names, targets=part.targets, offset=offset
                 )
                 if part.format == "jsonl":
-                    con.execute(
+                    cut = con.execute(
                         f"UPDATE {load.ident(table)} SET _error = 'truncated_line' "
                         "WHERE _row = ? AND _error = 'invalid_json'",
                         [offset + n],
-                    )
+                    ).fetchone()
+                    if cut and cut[0]:
+                        part.notes.append(ReadNote("truncated_last_line", 1, "the last line is not complete JSON"))
                 return n
             assert part.dialect is not None
             n = load.insert_csv(con, table, part.path, part.dialect, targets=part.targets, offset=offset)
@@ -326,7 +333,8 @@ def read_delivery(
     many = len(parts) > 1
     for part in parts:
         notes.extend(
-            ReadNote(n.rule, n.rows, f"{part.source.name}: {n.detail}" if many else n.detail) for n in part.notes
+            ReadNote(n.rule, n.rows, f"{part.source.name}: {n.detail}".rstrip(": ") if many else n.detail)
+            for n in part.notes
         )
     notes.extend(errors)
     first = parts[0]

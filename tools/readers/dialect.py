@@ -97,6 +97,7 @@ class Tail:
     blank_rows: int = 0  # of which whitespace- or delimiter-only lines
     empty_lines: int = 0  # trailing empty lines (DuckDB skips these itself)
     truncated: Record | None = None
+    quoted_newlines: bool = False  # anywhere in the tail sample
 
 
 def split_records(
@@ -358,7 +359,8 @@ def scan_tail(text: str, dialect: Dialect, *, from_data_start: bool) -> Tail:
             drop.append(r)
         else:
             break
-    return Tail(tuple(reversed(drop)), footers, blank_rows, empty, truncated)
+    quoted = any(r.quoted_newline for r in recs)
+    return Tail(tuple(reversed(drop)), footers, blank_rows, empty, truncated, quoted)
 
 
 def unique_names(raw: Sequence[str]) -> tuple[tuple[str, ...], tuple[ReadNote, ...]]:

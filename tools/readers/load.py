@@ -21,6 +21,7 @@ __all__ = [
     "insert_json",
     "insert_parquet",
     "json_keys",
+    "json_rows",
     "literal",
     "parquet_names",
 ]
@@ -148,6 +149,11 @@ def json_keys(con: duckdb.DuckDBPyConnection, path: Path, *, fmt: str, newline: 
         f"FROM {_objects(path, fmt, newline)} WHERE is_obj) GROUP BY k ORDER BY min(rn * 1000000 + pos)"
     )
     return [r[0] for r in con.execute(sql).fetchall()]
+
+
+def json_rows(con: duckdb.DuckDBPyConnection, path: Path, *, fmt: str, newline: str = "\n") -> int:
+    """How many non-blank lines (JSON Lines) or elements (array) there are."""
+    return _count(con, f"SELECT count(*) FROM {_objects(path, fmt, newline)}")
 
 
 def _pointer(key: str) -> str:

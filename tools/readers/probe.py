@@ -150,7 +150,8 @@ class _Inflater:
         out = bytearray()
         while len(out) < size and not self._done:
             if not self._pending:
-                self._pending = self._raw.read(self._INPUT)
+                # zstd's decompressobj has no output bound: feed it small steps
+                self._pending = self._raw.read(self._INPUT // 8 if self._kind == "zstd" else self._INPUT)
                 if not self._pending:
                     self._done = True
                     self.cut = self._fed
@@ -285,7 +286,11 @@ def stage(path: Path, *, compression: str | None, codec: str, directory: Path) -
                 if cut:
                     break
             if dec:
-                out.write(dec.decode(b"", final=True).encode("utf-8"))
+                try:
+                    out.write(dec.decode(b"", final=True).encode("utf-8"))
+                except UnicodeDecodeError:
+                    if not cut:  # a cut stream may end mid-character; that is the cut line's business
+                        raise
     except UnicodeDecodeError as err:
         staged.unlink(missing_ok=True)
         raise InputError(f"cannot decode as {codec}: {err.reason} at byte {err.start}") from None
