@@ -1,7 +1,8 @@
 """`heal`: parse arguments, call one library function, render text or --json.
 
 Exit codes: 0 success or healed, 2 could not run (bad arguments, bad pipeline file,
-target unreachable), 3 partial_failure, 4 escalated.
+target unreachable), 3 partial_failure, 4 escalated, 5 another run of the same pipeline
+and date holds the lock.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from orchestrator.ledger import Ledger
+from orchestrator.ledger import Ledger, RunLocked
 from orchestrator.pipeline import load_pipeline
 from tools.sinks import open_sink
 from tools.verdict import HealError
@@ -55,13 +56,17 @@ def main() -> None:
 def run(pipeline: Path, run_date: str | None, source: str | None, target: str | None, as_json: bool) -> None:
     """Run PIPELINE once on autopilot.
 
-    Exit code 0 success/healed, 3 partial_failure, 4 escalated, 2 could not run.
+    Exit code 0 success/healed, 3 partial_failure, 4 escalated, 2 could not run,
+    5 another run of the same pipeline and date is in progress.
     """
     from orchestrator.run import run_pipeline  # deferred: keeps `heal --help` fast
 
     try:
         spec = load_pipeline(pipeline).with_overrides(source=source, target=target)
         result = run_pipeline(spec, run_date=_date(run_date))
+    except RunLocked as exc:
+        click.echo(f"heal: {exc}", err=True)
+        sys.exit(5)
     except HealError as exc:
         _fail(exc)
     if as_json:

@@ -11,21 +11,25 @@ Tables (documented for users in README "The ledger"):
 * ``heal.schema_mappings`` — learned column mappings, applied on later runs.
 * ``heal.profiles`` — per loaded delivery and column: rows, nulls, distinct, min/max/mean/quantiles.
 * ``heal.incidents`` — escalations and alerts, one open incident per pipeline and class.
+* ``heal.locks`` — the run holding each (pipeline, run date); a second run exits (RunLocked).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from tools.sinks import Sink
-from tools.verdict import Verdict, validate_verdict
+from tools.verdict import RunLocked, Verdict, validate_verdict
 
-__all__ = ["Ledger", "RunRow", "new_run_id"]
+__all__ = ["Ledger", "RunLocked", "RunRow", "new_run_id"]
+
+#: A lock older than this is taken over even when its holder cannot be checked (another host).
+LOCK_MAX_AGE_HOURS = 6
+
 
 _DDL = (
     "CREATE SCHEMA IF NOT EXISTS heal",
@@ -49,6 +53,9 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS heal.schema_mappings (
         pipeline TEXT NOT NULL, source_column TEXT NOT NULL, target_column TEXT, rule TEXT,
         run_id TEXT, created_at TIMESTAMP, PRIMARY KEY (pipeline, source_column))""",
+    """CREATE TABLE IF NOT EXISTS heal.locks (
+        pipeline TEXT NOT NULL, run_date DATE NOT NULL, run_id TEXT, host TEXT, pid BIGINT,
+        acquired_at TIMESTAMP, PRIMARY KEY (pipeline, run_date))""",
     """CREATE TABLE IF NOT EXISTS heal.profiles (
         pipeline TEXT NOT NULL, run_id TEXT NOT NULL, run_date DATE, column_name TEXT NOT NULL,
         profile TEXT)""",
@@ -96,6 +103,54 @@ class Ledger:
         self.sink = sink
         for statement in _DDL:
             sink.execute(statement)
+
+    # --- the run lock: one run per pipeline and date at a time ------------------------------
+    def acquire_lock(self, pipeline: str, run_date: date, run_id: str) -> None:
+        """Take the (pipeline, run_date) lock or raise RunLocked naming the holder.
+
+        A lock whose holder died (same host, process gone) or that is older than
+        LOCK_MAX_AGE_HOURS is taken over, and the run that held it is marked ``crashed``.
+        """
+        import os
+        import socket
+
+        host, pid = socket.gethostname(), os.getpid()
+        rows = self.sink.query(
+            "SELECT run_id, host, pid, acquired_at FROM heal.locks WHERE pipeline = ? AND run_date = ?",
+            (pipeline, run_date),
+        )
+        if rows:
+            holder, holder_host, holder_pid, acquired_at = rows[0]
+            alive = holder_host == host and _process_alive(int(holder_pid))
+            fresh = acquired_at is not None and (_now() - acquired_at).total_seconds() < LOCK_MAX_AGE_HOURS * 3600
+            if alive or (holder_host != host and fresh):
+                raise RunLocked(
+                    f"another run ({holder}, pid {holder_pid} on {holder_host}, since {acquired_at:%H:%M:%S}) "
+                    f"is running {pipeline} for {run_date}; wait for it to finish"
+                )
+            self.sink.execute("DELETE FROM heal.locks WHERE pipeline = ? AND run_date = ?", (pipeline, run_date))
+            self.sink.execute(
+                "UPDATE heal.runs SET status = 'crashed', finished_at = ?, summary = 'the process died mid-run; "
+                "a later run took over' WHERE run_id = ? AND status = 'running'",
+                (_now(), holder),
+            )
+        try:
+            self.sink.execute(
+                "INSERT INTO heal.locks VALUES (?, ?, ?, ?, ?, ?)", (pipeline, run_date, run_id, host, pid, _now())
+            )
+        except Exception:  # each driver signals a taken key its own way: look at the lock instead
+            taken = self.sink.query(
+                "SELECT run_id FROM heal.locks WHERE pipeline = ? AND run_date = ?", (pipeline, run_date)
+            )
+            if taken and taken[0][0] != run_id:
+                raise RunLocked(f"another run ({taken[0][0]}) took the lock for {pipeline} {run_date} a moment ago; "
+                                "wait for it to finish") from None
+            raise
+
+    def release_lock(self, pipeline: str, run_date: date, run_id: str) -> None:
+        self.sink.execute(
+            "DELETE FROM heal.locks WHERE pipeline = ? AND run_date = ? AND run_id = ?", (pipeline, run_date, run_id)
+        )
 
     # --- runs -----------------------------------------------------------------------------
     def start_run(self, run_id: str, *, pipeline: str, run_date: date, mode: str, source: str) -> None:
@@ -337,5 +392,13 @@ class Ledger:
         return out
 
 
-def rows_as_dicts(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    return [dict(zip(header, r)) for r in rows]
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -142,6 +142,7 @@ def run_pipeline(
     owns_sink = sink is None
     sink = sink or open_sink(pipeline.target)
     workdir = Path(tempfile.mkdtemp(prefix="heal-run-"))
+    locked = False
     try:
         ledger = Ledger(sink)
         run_id = new_run_id(run_date)
@@ -157,6 +158,8 @@ def run_pipeline(
             fingerprints=frozenset(ledger.loaded_fingerprints(pipeline.name)),
             mappings=ledger.mappings(pipeline.name),
         )
+        ledger.acquire_lock(pipeline.name, run_date, run_id)
+        locked = True
         ledger.start_run(run_id, pipeline=pipeline.name, run_date=run_date, mode=mode, source=source.uri)
         state = _State()
         _walk(pipeline, state, ledger=ledger, sink=sink, skills=skills, run_id=run_id, run_date=run_date,
@@ -176,6 +179,8 @@ def run_pipeline(
             summary=summary, target=redact_url(sink.url),
         )
     finally:
+        if locked:
+            ledger.release_lock(pipeline.name, run_date, run_id)
         shutil.rmtree(workdir, ignore_errors=True)
         if owns_sink:
             sink.close()

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from tools.contract import quote_ident
-from tools.verdict import ConfigError, TargetError
+from tools.verdict import ConfigError, RunLocked, TargetError
 
 __all__ = [
     "HEAL_COLUMNS",
@@ -104,6 +104,9 @@ class DuckDBSink:
         try:
             self.con = duckdb.connect(str(self.path))
         except duckdb.Error as exc:
+            if "lock" in str(exc).lower():  # DuckDB lets one process write a file at a time
+                raise RunLocked(f"another process has {self.path} open ({_first_line(exc)}); "
+                                "wait for it to finish") from None
             raise TargetError(f"cannot open DuckDB target {self.path}: {_first_line(exc)}") from None
         configure_working_connection(self.con, memory_limit=memory_limit)
 

@@ -7,7 +7,8 @@ bad data. An exception means the checker could not run at all (exit code 2)::
     ├── InputError            the input cannot be read (missing, binary, not tabular)
     ├── ConfigError           a pipeline file or argument is invalid
     ├── SourceError           fetching failed; ``transient`` says whether a retry may help
-    └── TargetError           the target database refused or failed a load
+    ├── TargetError           the target database refused or failed a load
+    └── RunLocked             another run of the same pipeline and date is in progress
 
 Exit codes for scripts: 0 pass, 1 fail, 2 could not run.
 """
@@ -31,6 +32,7 @@ __all__ = [
     "Criterion",
     "HealError",
     "InputError",
+    "RunLocked",
     "SourceError",
     "Stopwatch",
     "TargetError",
@@ -99,6 +101,10 @@ class SourceError(HealError):
 
 class TargetError(HealError):
     """Raised when the target database refused or failed a load."""
+
+
+class RunLocked(HealError):
+    """Raised when another run of the same pipeline and date holds the lock (or the DuckDB file)."""
 
 
 class VerdictInvalid(HealError):
