@@ -105,10 +105,16 @@ REFERENCE_GRAPH: dict[str, dict[str, Any]] = {
     },
     "validate-schema": {
         "skill": "validate-schema",
-        "on_pass": "validate-quality",
+        "on_pass": "validate-history",
         "on_fail": {"schema_mismatch": "repair-schema", "type_drift": "repair-schema", "*": ESCALATE},
     },
     "repair-schema": {"skill": "repair-schema", "on_pass": "validate-schema", "on_fail": ESCALATE},
+    "validate-history": {
+        "skill": "validate-history",
+        "on_pass": "validate-quality",
+        "on_fail": {"volume_anomaly": CONTINUE, "freshness": ESCALATE, "distribution_shift": ESCALATE,
+                    "*": ESCALATE},
+    },
     "validate-quality": {
         "skill": "validate-quality",
         "on_pass": "transform",

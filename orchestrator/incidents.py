@@ -1,19 +1,34 @@
-"""Turn a finished run into an incident and alerts: once per open incident, with evidence.
+"""Turn a finished run into incidents and alerts: tell a person once, with evidence, and
+say when it is over.
 
-An escalated or partially failed run opens an incident (or updates the open one for the
-same pipeline and failure class, which is then not re-sent) and sends an alert with the
-evidence a person needs: failed criteria with observed vs expected, remediations tried,
-a schema diff, masked sample rows and the next step.
+One incident is open per pipeline and failure class. After each run:
+
+* **Escalated or partially failed** (level 3): open the incident for the run's cause, or
+  update the open one. A person is told when the incident is new, or when it was last
+  told more than ``escalation.suppress_minutes`` ago (default 240, Alertmanager's
+  ``repeat_interval``: an hourly feed re-alerts at most every four hours, a daily feed
+  once per run while the failure lasts). Within the window it is updated, not re-sent.
+* **Recurring**: a failure class seen in each of the last ``escalation.recurring_runs``
+  runs (default 3) alerts with status ``recurring`` even when every run healed it; it is
+  then an incident like any other (updated, suppressed, resolved).
+* **Resolved**: a run that loaded data (success, healed or partial_failure) and did not
+  meet a class resolves that class's open incident; the channels get a resolve event with
+  the same ``dedup_key`` (PagerDuty closes its incident), if they were told of it.
+
+An incident counts as told only when a channel accepted the alert (or none is
+configured), so a dead webhook is tried again on the next run. Sending never fails a run.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.alerts import Alert, build_evidence, channels_from_config, send_all
+from orchestrator.alerts import Alert, Notifier, build_evidence, channels_from_config, send_all
 from orchestrator.ledger import Ledger
 from orchestrator.pipeline import Pipeline
 from tools.contract import quote_ident
@@ -23,7 +38,11 @@ from tools.sinks import Sink
 if TYPE_CHECKING:
     from orchestrator.run import _State
 
-__all__ = ["NEXT_STEPS", "raise_alerts"]
+__all__ = ["DEFAULT_RECURRING_RUNS", "DEFAULT_SUPPRESS_MINUTES", "NEXT_STEPS", "EscalationPolicy", "raise_alerts"]
+
+DEFAULT_RECURRING_RUNS = 3
+DEFAULT_SUPPRESS_MINUTES = 240.0
+_LOADED = ("success", "healed", "partial_failure")
 
 #: What a person should do next, by failure class.
 NEXT_STEPS: dict[str, str] = {
@@ -48,6 +67,81 @@ NEXT_STEPS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """The pipeline file's ``escalation:`` settings that decide who is told and when."""
+
+    recurring_runs: int = DEFAULT_RECURRING_RUNS
+    suppress_minutes: float = DEFAULT_SUPPRESS_MINUTES
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EscalationPolicy:
+        return cls(
+            recurring_runs=int(config.get("recurring_runs", DEFAULT_RECURRING_RUNS)),
+            suppress_minutes=float(config.get("suppress_minutes", DEFAULT_SUPPRESS_MINUTES)),
+        )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class _Notify:
+    """Open/update incidents and send alerts for one run; channels are built on first use."""
+
+    def __init__(self, pipeline: Pipeline, *, ledger: Ledger, run_id: str, env: Mapping[str, str],
+                 policy: EscalationPolicy, now: datetime) -> None:
+        self.pipeline, self.ledger, self.run_id, self.env = pipeline, ledger, run_id, env
+        self.policy, self.now = policy, now
+        self._channels: list[Notifier] | None = None
+        self.open = {i["failure_class"]: i for i in ledger.incidents(pipeline=pipeline.name, status="open")}
+
+    def channels(self) -> list[Notifier]:
+        if self._channels is None:
+            self._channels = channels_from_config(list(self.pipeline.alerts), self.env,
+                                                  base_dir=self.pipeline.base_dir)
+        return self._channels
+
+    def _send(self, alert: Alert) -> tuple[bool, list[dict[str, Any]]]:
+        channels = self.channels()
+        deliveries = send_all(alert, channels)
+        return (not channels or any(d.ok for d in deliveries)), [d.__dict__ for d in deliveries]
+
+    def trigger(self, *, failure_class: str, status: str, summary: str, evidence: Any) -> dict[str, Any]:
+        before = self.open.get(failure_class)
+        incident_id, is_new = self.ledger.open_incident(
+            pipeline=self.pipeline.name, failure_class=failure_class, run_id=self.run_id, summary=summary,
+            evidence=evidence.to_dict(),
+        )
+        told = before.get("notified_at") if before else None
+        due = told is None or self.now - told >= timedelta(minutes=self.policy.suppress_minutes)
+        record: dict[str, Any] = {"incident_id": incident_id, "failure_class": failure_class, "status": status,
+                                  "new": is_new, "sent": False, "deliveries": [],
+                                  "event": "opened" if is_new else "updated (not re-sent)"}
+        if due:
+            alert = Alert(pipeline=self.pipeline.name, run_id=self.run_id, status=status,
+                          failure_class=failure_class, summary=summary, evidence=evidence)
+            ok, record["deliveries"] = self._send(alert)
+            record["sent"] = ok
+            if ok:
+                self.ledger.mark_notified(incident_id, at=self.now)
+            if not is_new:
+                record["event"] = "re-sent" if ok else "updated (sending failed)"
+        return record
+
+    def resolve(self, incident: Mapping[str, Any]) -> dict[str, Any]:
+        fc = incident["failure_class"]
+        self.ledger.resolve_incident(incident["incident_id"], run_id=self.run_id, at=self.now)
+        record: dict[str, Any] = {"incident_id": incident["incident_id"], "failure_class": fc, "status": "resolved",
+                                  "new": False, "sent": False, "deliveries": [], "event": "resolved"}
+        if incident.get("notified_at") is not None:  # nobody was told: nothing to take back
+            alert = Alert(pipeline=self.pipeline.name, run_id=self.run_id, status="resolved", failure_class=fc,
+                          summary=f"{self.pipeline.name}: {fc} no longer failing (run {self.run_id}); "
+                                  f"open since {incident.get('opened_at')}, {incident.get('occurrences')} occurrence(s)")
+            record["sent"], record["deliveries"] = self._send(alert)
+        return record
+
+
 def raise_alerts(
     pipeline: Pipeline,
     *,
@@ -57,36 +151,61 @@ def raise_alerts(
     status: str,
     state: _State,
     env: Mapping[str, str] | None = None,
+    clock: Callable[[], datetime] = _utcnow,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Open or update the incident for a run that needs a person, and send its alert."""
-    if status not in ("escalated", "partial_failure"):
-        return [], None
-    step, verdict, failure_class = _cause(state)
-    samples = _sample_rows(sink, state)
-    evidence = build_evidence(
-        failed_criteria=list(verdict.failed_criteria) if verdict else [],
-        remediations=[v for s, v in state.verdicts if pipeline.steps[s].remediation],
-        sample_rows=samples,
-        sensitive_columns=pipeline.contract.sensitive,
-        schema_diff=_schema_diff(pipeline, state) if failure_class == "schema_mismatch" else None,
-        next_step=NEXT_STEPS.get(failure_class, "inspect the run with heal show " + run_id),
+    """Open, update, re-send or resolve this pipeline's incidents after a finished run.
+
+    Returns one record per incident touched (the run's own cause first) and the id of the
+    incident for the run's cause, if any.
+    """
+    policy = EscalationPolicy.from_config(pipeline.escalation)
+    notify = _Notify(pipeline, ledger=ledger, run_id=run_id, env=env if env is not None else os.environ,
+                     policy=policy, now=clock())
+    records: list[dict[str, Any]] = []
+    incident_id: str | None = None
+    cause: str | None = None
+    if status in ("escalated", "partial_failure"):
+        step, verdict, cause = _cause(state)
+        evidence = build_evidence(
+            failed_criteria=list(verdict.failed_criteria) if verdict else [],
+            remediations=[v for s, v in state.verdicts if s in pipeline.steps and pipeline.steps[s].remediation],
+            sample_rows=_sample_rows(sink, state),
+            sensitive_columns=pipeline.contract.sensitive,
+            schema_diff=_schema_diff(pipeline, state) if cause == "schema_mismatch" else None,
+            next_step=NEXT_STEPS.get(cause, "inspect the run with heal show " + run_id),
+            run_url=f"heal show {run_id}",
+            counts=dict(state.counts),
+        )
+        records.append(notify.trigger(failure_class=cause, status=status, evidence=evidence,
+                                      summary=f"{pipeline.name} {status} at {step}: {cause}"))
+        incident_id = records[0]["incident_id"]
+    recent = ledger.recent_failure_classes(pipeline.name, runs=policy.recurring_runs)
+    if len(recent) == policy.recurring_runs:
+        for fc in sorted(set.intersection(*(set(r) for r in recent)) - {cause}):
+            records.append(notify.trigger(failure_class=fc, status="recurring",
+                                          evidence=_recurring_evidence(pipeline, ledger, state, run_id, fc,
+                                                                       policy.recurring_runs),
+                                          summary=f"{pipeline.name}: {fc} in each of the last "
+                                                  f"{policy.recurring_runs} runs"))
+    if status in _LOADED:
+        seen = {s["failure_class"] for s in state.steps if s.get("failure_class")} | {cause}
+        for incident in ledger.incidents(pipeline=pipeline.name, status="open"):
+            if incident["failure_class"] not in seen:
+                records.append(notify.resolve(incident))
+    return records, incident_id
+
+
+def _recurring_evidence(pipeline: Pipeline, ledger: Ledger, state: _State, run_id: str, fc: str, runs: int) -> Any:
+    failed = [c for a in ledger.attempts(run_id) if a["failure_class"] == fc
+              for c in a["verdict"]["criteria"] if not c["pass"]]
+    return build_evidence(
+        failed_criteria=failed[:10],
+        remediations=[v for s, v in state.verdicts if s in pipeline.steps and pipeline.steps[s].remediation],
+        next_step=f"{NEXT_STEPS.get(fc, 'inspect the runs')}; it happened in {runs} runs in a row "
+                  "(healed or not): fix the cause upstream",
         run_url=f"heal show {run_id}",
         counts=dict(state.counts),
     )
-    summary = f"{pipeline.name} {status} at {step}: {failure_class}"
-    incident_id, is_new = ledger.open_incident(
-        pipeline=pipeline.name, failure_class=failure_class, run_id=run_id, summary=summary,
-        evidence=evidence.to_dict(),
-    )
-    record: dict[str, Any] = {"incident_id": incident_id, "failure_class": failure_class, "status": status,
-                              "new": is_new, "deliveries": []}
-    if is_new:
-        alert = Alert(pipeline=pipeline.name, run_id=run_id, status=status, failure_class=failure_class,
-                      summary=summary, evidence=evidence)
-        channels = channels_from_config(list(pipeline.alerts), env if env is not None else os.environ,
-                                        base_dir=pipeline.base_dir)
-        record["deliveries"] = [d.__dict__ for d in send_all(alert, channels)]
-    return [record], incident_id
 
 
 def _cause(state: _State) -> tuple[str, Any, str]:

@@ -9,6 +9,8 @@ Tables (documented for users in README "The ledger"):
 * ``heal.quarantine`` — rows held back, with reason codes and the row as JSON.
 * ``heal.deliveries`` — content fingerprints of loaded deliveries (idempotency).
 * ``heal.schema_mappings`` — learned column mappings, applied on later runs.
+* ``heal.learned_rules`` — other repairs a checker verified (null tokens, date formats), applied on later runs.
+* ``heal.coercions`` — per loaded delivery, each coercion (column, rule, rows affected): format and type drift healed.
 * ``heal.profiles`` — per loaded delivery and column: rows, nulls, distinct, min/max/mean/quantiles.
 * ``heal.incidents`` — escalations and alerts, one open incident per pipeline and class.
 * ``heal.locks`` — the run holding each (pipeline, run date); a second run exits (RunLocked).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -53,6 +56,12 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS heal.schema_mappings (
         pipeline TEXT NOT NULL, source_column TEXT NOT NULL, target_column TEXT, rule TEXT,
         run_id TEXT, created_at TIMESTAMP, PRIMARY KEY (pipeline, source_column))""",
+    """CREATE TABLE IF NOT EXISTS heal.coercions (
+        pipeline TEXT NOT NULL, run_id TEXT NOT NULL, column_name TEXT, rule TEXT NOT NULL,
+        rows_affected BIGINT, detail TEXT, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS heal.learned_rules (
+        pipeline TEXT NOT NULL, kind TEXT NOT NULL, column_name TEXT NOT NULL, value TEXT NOT NULL,
+        run_id TEXT, created_at TIMESTAMP, PRIMARY KEY (pipeline, kind, column_name, value))""",
     """CREATE TABLE IF NOT EXISTS heal.locks (
         pipeline TEXT NOT NULL, run_date DATE NOT NULL, run_id TEXT, host TEXT, pid BIGINT,
         acquired_at TIMESTAMP, PRIMARY KEY (pipeline, run_date))""",
@@ -62,8 +71,9 @@ _DDL = (
     """CREATE TABLE IF NOT EXISTS heal.incidents (
         incident_id TEXT PRIMARY KEY, pipeline TEXT, failure_class TEXT, status TEXT,
         run_id TEXT, opened_at TIMESTAMP, updated_at TIMESTAMP, occurrences INTEGER,
-        summary TEXT, evidence TEXT)""",
+        summary TEXT, evidence TEXT, notified_at TIMESTAMP, resolved_at TIMESTAMP)""",
 )
+_TABLES = sum(1 for statement in _DDL if statement.startswith("CREATE TABLE"))
 
 
 def new_run_id(run_date: date) -> str:
@@ -101,8 +111,13 @@ class Ledger:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        for statement in _DDL:
-            sink.execute(statement)
+        # Skip the DDL when the ledger exists: a role without CREATE rights can still run.
+        present = sink.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'heal'"
+        )[0][0]
+        if present < _TABLES:
+            for statement in _DDL:
+                sink.execute(statement)
 
     # --- the run lock: one run per pipeline and date at a time ------------------------------
     def acquire_lock(self, pipeline: str, run_date: date, run_id: str) -> None:
@@ -204,6 +219,16 @@ class Ledger:
         )
         return [r[0] for r in rows]
 
+    def volume_history(self, pipeline: str, *, before: date, days: int) -> list[tuple[date, int]]:
+        """(run_date, rows read) of loaded runs dated in the ``days`` before ``before``, newest first."""
+        since = date.fromordinal(before.toordinal() - days)
+        return [(d, n) for d, n in self.sink.query(
+            "SELECT run_date, rows_read FROM heal.runs WHERE pipeline = ? AND status IN "
+            "('success', 'healed', 'partial_failure') AND rows_loaded > 0 AND run_date < ? AND run_date >= ? "
+            "ORDER BY run_date DESC, started_at DESC",
+            (pipeline, before, since),
+        )]
+
     # --- attempts and remediations --------------------------------------------------------
     def record_attempt(
         self,
@@ -284,13 +309,13 @@ class Ledger:
                 (pipeline, run_id, run_date, column, json.dumps(profile, default=str)),
             )
 
-    def profiles(self, pipeline: str, *, limit: int = 30) -> list[dict[str, Any]]:
-        """Profiles of the last ``limit`` loaded runs, newest first:
+    def profiles(self, pipeline: str, *, limit: int = 30, before: date | None = None) -> list[dict[str, Any]]:
+        """Profiles of the last ``limit`` loaded runs (dated before ``before``, if given), newest first:
         ``[{"run_id", "run_date", "columns": {name: profile}}]``."""
         runs = self.sink.query(
-            "SELECT run_id, max(run_date) FROM heal.profiles WHERE pipeline = ? GROUP BY run_id "
+            "SELECT run_id, max(run_date) FROM heal.profiles WHERE pipeline = ? AND run_date < ? GROUP BY run_id "
             "ORDER BY max(run_date) DESC, run_id DESC LIMIT ?",
-            (pipeline, limit),
+            (pipeline, before or date.max, limit),
         )
         out = []
         for run_id, run_date in runs:
@@ -318,6 +343,62 @@ class Ledger:
                 (pipeline, source, target, rule, run_id, _now()),
             )
 
+    # --- other learned rules (null tokens, date formats) -------------------------------------
+    def learned_rules(self, pipeline: str, *, kind: str | None = None) -> list[dict[str, str]]:
+        """Verified repairs to apply on later runs: ``[{"kind", "column", "value", "run_id"}]``, oldest first."""
+        where, params = ("AND kind = ?", (pipeline, kind)) if kind else ("", (pipeline,))
+        rows = self.sink.query(
+            f"SELECT kind, column_name, value, run_id FROM heal.learned_rules WHERE pipeline = ? {where} "
+            "ORDER BY created_at, kind, column_name, value",
+            params,
+        )
+        return [{"kind": k, "column": c, "value": v, "run_id": r} for k, c, v, r in rows]
+
+    def save_learned_rule(self, pipeline: str, *, kind: str, column: str, value: str, run_id: str) -> None:
+        """Record a repair a checker verified (e.g. kind ``null_token`` or ``date_format``)."""
+        self.sink.execute(
+            "DELETE FROM heal.learned_rules WHERE pipeline = ? AND kind = ? AND column_name = ? AND value = ?",
+            (pipeline, kind, column, value),
+        )
+        self.sink.execute(
+            "INSERT INTO heal.learned_rules VALUES (?, ?, ?, ?, ?, ?)", (pipeline, kind, column, value, run_id, _now())
+        )
+
+    # --- coercions (format and type drift healed) ----------------------------------------------
+    def record_coercions(self, *, pipeline: str, run_id: str, coercions: Sequence[Mapping[str, Any]]) -> None:
+        """Called inside the load transaction: ``{"column" (None: the whole file), "rule", "rows", "detail"}``."""
+        now = _now()
+        for c in coercions:
+            self.sink.execute(
+                "INSERT INTO heal.coercions VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (pipeline, run_id, c.get("column"), c["rule"], int(c.get("rows") or 0), c.get("detail", ""), now),
+            )
+
+    def coercions(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self.sink.query(
+            "SELECT column_name, rule, rows_affected, detail FROM heal.coercions WHERE run_id = ? "
+            "ORDER BY column_name NULLS FIRST, rule",
+            (run_id,),
+        )
+        return [{"column": c, "rule": r, "rows": n, "detail": d} for c, r, n, d in rows]
+
+    def learned_coercions(self, pipeline: str) -> dict[str, tuple[str, ...]]:
+        """Per column, the type-drift rules that settle an ambiguity, newest first: rules applied to
+        loaded deliveries (``date:DD/MM/YYYY``, ``decimal_comma``, ``cents``) and ones a person or the
+        agent confirmed in ``heal.learned_rules`` (``date_format:%d/%m/%Y``, ``unit:cents``)."""
+        rows = self.sink.query(
+            "SELECT column_name, rule, created_at FROM heal.coercions WHERE pipeline = ? AND column_name IS NOT NULL "
+            "AND (rule LIKE 'date:%' OR rule IN ('decimal_comma', 'thousands_separator', 'cents')) "
+            "UNION ALL SELECT column_name, kind || ':' || value, created_at FROM heal.learned_rules "
+            "WHERE pipeline = ? AND kind IN ('date_format', 'unit') ORDER BY 3 DESC, 2",
+            (pipeline, pipeline),
+        )
+        out: dict[str, list[str]] = {}
+        for column, rule, _ in rows:
+            if rule not in out.setdefault(column, []):
+                out[column].append(rule)
+        return {c: tuple(r) for c, r in out.items()}
+
     # --- incidents --------------------------------------------------------------------------
     def open_incident(
         self, *, pipeline: str, failure_class: str, run_id: str, summary: str, evidence: dict[str, Any]
@@ -342,10 +423,22 @@ class Ledger:
             return incident_id, False
         incident_id = f"inc-{uuid.uuid4().hex[:10]}"
         self.sink.execute(
-            "INSERT INTO heal.incidents VALUES (?, ?, ?, 'open', ?, ?, ?, 1, ?, ?)",
+            "INSERT INTO heal.incidents (incident_id, pipeline, failure_class, status, run_id, opened_at, "
+            "updated_at, occurrences, summary, evidence) VALUES (?, ?, ?, 'open', ?, ?, ?, 1, ?, ?)",
             (incident_id, pipeline, failure_class, run_id, now, now, summary, payload),
         )
         return incident_id, True
+
+    def mark_notified(self, incident_id: str, *, at: datetime) -> None:
+        """Record that a person was told (the suppression window counts from here)."""
+        self.sink.execute("UPDATE heal.incidents SET notified_at = ? WHERE incident_id = ?", (at, incident_id))
+
+    def resolve_incident(self, incident_id: str, *, run_id: str, at: datetime) -> None:
+        self.sink.execute(
+            "UPDATE heal.incidents SET status = 'resolved', resolved_at = ?, updated_at = ?, run_id = ? "
+            "WHERE incident_id = ? AND status = 'open'",
+            (at, at, run_id, incident_id),
+        )
 
     def incidents(self, *, pipeline: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         clauses, params = [], []
@@ -358,11 +451,11 @@ class Ledger:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self.sink.query(
             "SELECT incident_id, pipeline, failure_class, status, run_id, opened_at, updated_at, "
-            f"occurrences, summary, evidence FROM heal.incidents {where} ORDER BY opened_at",
+            f"occurrences, summary, evidence, notified_at, resolved_at FROM heal.incidents {where} ORDER BY opened_at",
             params,
         )
         keys = ("incident_id", "pipeline", "failure_class", "status", "run_id", "opened_at",
-                "updated_at", "occurrences", "summary", "evidence")
+                "updated_at", "occurrences", "summary", "evidence", "notified_at", "resolved_at")
         out = [dict(zip(keys, r)) for r in rows]
         for inc in out:
             inc["evidence"] = json.loads(inc["evidence"])

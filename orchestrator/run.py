@@ -16,18 +16,21 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from orchestrator.graph import CONTINUE, DONE, ESCALATE, Step, route
 from orchestrator.incidents import raise_alerts
 from orchestrator.ledger import Ledger, new_run_id
+from orchestrator.observability import after_run, log_attempt, log_run_start
 from orchestrator.pipeline import Pipeline
 from orchestrator.skills import SkillRegistry
 from tools.context import History, SourceSpec, StepContext
+from tools.history import PROFILE_RUNS, WINDOW_DAYS
 from tools.profile import profile_table
 from tools.sinks import Sink, open_sink, redact_url
-from tools.sources import resolve_uri
+from tools.sources import redact_uri, resolve_uri
 from tools.verdict import ConfigError, Criterion, HealError, InputError, SourceError, TargetError, Verdict
 
 __all__ = ["EXIT_CODES", "RunResult", "run_pipeline"]
@@ -96,12 +99,15 @@ class _State:
     escalation: tuple[str, Verdict, str] | None = None  # (step, verdict, failure_class)
     steps: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[tuple[str, Verdict]] = field(default_factory=list)
+    read: dict[str, Any] | None = None  # the reader's report (artifacts.read of validate-schema)
+    coercions: list[dict[str, Any]] = field(default_factory=list)  # type drift repaired, per column
 
     def absorb(self, verdict: Verdict) -> None:
         a, m = verdict.artifacts, verdict.metrics
         if "table" in a:  # a failing check may still have staged the rows it judged
             self.table = a["table"]
         if "read" in a:
+            self.read = a["read"]
             self.counts["read"] = m.get("rows", 0)
             drift = [n["rule"] for n in a["read"].get("notes", []) if n["rule"] not in _PLAIN_READ_NOTES]
             self.repaired += [f"read:{rule}" for rule in drift]
@@ -116,6 +122,12 @@ class _State:
             self.counts["quarantined"] = m.get("rows_quarantined", 0)
         if "mapping" in a and a["mapping"]:
             self.mapping.update(a["mapping"])
+            self.repaired.append("mapping")
+        for c in a.get("coercions", ()):  # each coercion once, whichever step reported it
+            if not any((c["column"], c["rule"]) == (x["column"], x["rule"]) for x in self.coercions):
+                self.coercions.append(c)
+                if c.get("repair", True):  # null tokens and the like are recorded, not healed
+                    self.repaired.append(f"coercion:{c['rule']}")
         if "duplicates_removed" in m:
             self.counts["duplicates"] = m["duplicates_removed"]
             if m["duplicates_removed"]:
@@ -134,8 +146,14 @@ def run_pipeline(
     rng: random.Random | None = None,
     env: dict[str, str] | None = None,
     mode: str = "autopilot",
+    agent: Callable[..., None] | None = None,
 ) -> RunResult:
-    """Run ``pipeline`` once for ``run_date`` on autopilot and return what happened."""
+    """Run ``pipeline`` once for ``run_date`` on autopilot and return what happened.
+
+    ``agent`` (see :mod:`orchestrator.agent`) is called only when the walk escalates, with the
+    live run: ``agent(pipeline, state=, walk=, ledger=, run_id=)``; ``walk(spec, start=,
+    max_steps=)`` goes on through the graph from a step. It may clear ``state.escalation``.
+    """
     run_date = run_date or dt.date.today()
     rng = rng or random.Random()
     skills = skills or SkillRegistry()
@@ -157,13 +175,24 @@ def run_pipeline(
             volumes=tuple(ledger.loaded_counts(pipeline.name, limit=pipeline.contract.volume_window)),
             fingerprints=frozenset(ledger.loaded_fingerprints(pipeline.name)),
             mappings=ledger.mappings(pipeline.name),
+            volumes_by_date=tuple(ledger.volume_history(pipeline.name, before=run_date, days=WINDOW_DAYS)),
+            profiles=tuple(ledger.profiles(pipeline.name, limit=PROFILE_RUNS, before=run_date)),
+            coercions=ledger.learned_coercions(pipeline.name),
         )
         ledger.acquire_lock(pipeline.name, run_date, run_id)
         locked = True
-        ledger.start_run(run_id, pipeline=pipeline.name, run_date=run_date, mode=mode, source=source.uri)
+        ledger.start_run(run_id, pipeline=pipeline.name, run_date=run_date, mode=mode, source=redact_uri(source.uri))
+        log_run_start(run_id, pipeline.name, run_date=run_date.isoformat(), mode=mode, source=redact_url(source.uri))
         state = _State()
-        _walk(pipeline, state, ledger=ledger, sink=sink, skills=skills, run_id=run_id, run_date=run_date,
-              source=source, history=history, workdir=workdir, sleep=sleep, rng=rng)
+        learned_tokens = [r["value"] for r in ledger.learned_rules(pipeline.name, kind="null_token")]
+        if learned_tokens:  # verified by a checker on an earlier run (orchestrator.agent)
+            tokens = tuple(dict.fromkeys((*pipeline.contract.null_tokens, *learned_tokens)))
+            pipeline = replace(pipeline, contract=replace(pipeline.contract, null_tokens=tokens))
+        walk = partial(_walk, state=state, ledger=ledger, sink=sink, skills=skills, run_id=run_id,
+                       run_date=run_date, source=source, history=history, workdir=workdir, sleep=sleep, rng=rng)
+        walk(pipeline)
+        if agent is not None and state.escalation is not None:
+            agent(pipeline, state=state, walk=walk, ledger=ledger, run_id=run_id)
         status, conserved = _finish_counts(state)
         summary = _summary(status, state)
         ledger.finish_run(run_id, status=status, fingerprint=state.fingerprint, counts=state.counts,
@@ -171,13 +200,15 @@ def run_pipeline(
         alerts, incident_id = raise_alerts(
             pipeline, ledger=ledger, sink=sink, run_id=run_id, status=status, state=state, env=env,
         )
-        return RunResult(
+        result = RunResult(
             run_id=run_id, pipeline=pipeline.name, run_date=run_date, status=status,
             counts=dict(state.counts), conserved=conserved,
             remediations=tuple(s["skill"] for s in state.steps if s["remediation"] and s["passed"]),
             alerts=tuple(alerts), incident_id=incident_id, steps=tuple(state.steps),
             summary=summary, target=redact_url(sink.url),
         )
+        after_run(result, ledger=ledger, env=env)  # logs the outcome; refreshes Prometheus metrics
+        return result
     finally:
         if locked:
             ledger.release_lock(pipeline.name, run_date, run_id)
@@ -188,18 +219,23 @@ def run_pipeline(
 
 def _walk(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sink, skills: SkillRegistry,
           run_id: str, run_date: dt.date, source: SourceSpec, history: History, workdir: Path,
-          sleep: Callable[[float], None], rng: random.Random) -> None:
+          sleep: Callable[[float], None], rng: random.Random, start: str | None = None,
+          max_steps: int | None = None) -> str:
+    """Walk from ``start`` (default: the first step); return ``done``, ``escalate``, or the next
+    step when ``max_steps`` steps have run."""
     max_visits = int(pipeline.escalation.get("max_visits", 2))
     visits: dict[str, int] = {}
-    seq = 0
-    step_id = pipeline.first_step
+    seq = len(state.steps)
+    step_id = start or pipeline.first_step
     while step_id != DONE:
+        if max_steps is not None and sum(visits.values()) >= max_steps:
+            return step_id
         step = pipeline.steps[step_id]
         visits[step_id] = visits.get(step_id, 0) + 1
         if visits[step_id] > max_visits:
             verdict = _synthetic(step.skill, "visit_cap", f"visited {max_visits} times without passing")
             state.escalation = (step_id, verdict, state.verdicts[-1][1].failure_class or "schema_mismatch")
-            return
+            return ESCALATE
         attempt, waited, delay = 0, 0.0, 0.0
         while True:
             attempt += 1
@@ -211,6 +247,7 @@ def _walk(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sink, skil
             level = 2 if step.remediation else 1
             ledger.record_attempt(run_id, seq=seq, step=step.id, attempt=attempt, level=level,
                                   verdict=verdict, delay_s=round(delay, 3), started_at=started)
+            log_attempt(run_id, pipeline.name, step=step.id, attempt=attempt, verdict=verdict, delay_s=round(delay, 3))
             state.steps.append({"step": step.id, "skill": step.skill, "attempt": attempt,
                                 "passed": verdict.passed, "failure_class": verdict.failure_class,
                                 "delay_s": round(delay, 3), "remediation": step.remediation})
@@ -231,12 +268,13 @@ def _walk(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sink, skil
         decision = route(step, verdict.passed, verdict.failure_classes)
         if decision.target == ESCALATE:
             state.escalation = (step.id, verdict, decision.failure_class or "transient")
-            return
+            return ESCALATE
         if decision.target == CONTINUE:
             state.warnings.append((step.id, verdict))
             step_id = step.on_pass
         else:
             step_id = decision.target
+    return DONE
 
 
 def _context(pipeline: Pipeline, state: _State, step: Step, *, run_id: str, run_date: dt.date,
@@ -250,7 +288,7 @@ def _context(pipeline: Pipeline, state: _State, step: Step, *, run_id: str, run_
     return StepContext(
         con=sink.working_connection(), contract=pipeline.contract, run_id=run_id, pipeline=pipeline.name,
         run_date=run_date, workdir=workdir, source=source, params=params, table=state.table,
-        delivery_path=state.delivery_path, sink=sink, history=history, on_commit=on_commit,
+        delivery_path=state.delivery_path, sink=sink, history=history, on_commit=on_commit, read=state.read,
     )
 
 
@@ -279,6 +317,8 @@ def _commit_hook(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sin
                              columns=["run_id", "pipeline", "row_number", "reasons", "row_data"])
         if state.mapping:
             ledger.save_mappings(pipeline.name, state.mapping, rule="confirmed", run_id=run_id)
+        ledger.record_coercions(pipeline=pipeline.name, run_id=run_id,
+                                coercions=[*(state.read or {}).get("notes", ()), *state.coercions])
         ledger.record_profiles(pipeline=pipeline.name, run_id=run_id, run_date=run_date,
                                profiles=profile_table(con, state.table, state.columns))
 
@@ -295,7 +335,9 @@ def _run_skill(skills: SkillRegistry, step: Step, ctx: StepContext) -> Verdict:
         return _synthetic(step.skill, "ran", str(exc), exc.failure_class)
     except InputError as exc:
         return _synthetic(step.skill, "ran", str(exc), "unreadable")
-    except (TargetError, HealError) as exc:
+    except TargetError as exc:
+        return _synthetic(step.skill, "ran", str(exc), "transient" if exc.transient else "load_failed")
+    except HealError as exc:
         return _synthetic(step.skill, "ran", str(exc), "transient")
 
 

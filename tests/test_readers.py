@@ -13,7 +13,7 @@ import duckdb
 import pytest
 import zstandard
 
-from tools.readers import Delivery, ReadNote, read_delivery
+from tools.readers import Delivery, DeliveryPart, ReadNote, read_delivery
 from tools.verdict import InputError
 
 SALES = "sale_id,date,amount,product_id\n1,2024-01-01,10.50,P1\n2,2024-01-02,20.00,P2\n3,2024-01-03,30.25,P3\n"
@@ -60,7 +60,8 @@ def note(d: Delivery, rule: str) -> ReadNote:
 
 def test_plain_csv_reads_all_varchar_with_row_and_error(con, tmp_path):
     d = read_delivery(con, write(tmp_path, "sales.csv", SALES))
-    assert d == Delivery("delivery", tuple(EXPECTED), 3, "csv", "utf-8", ",", True, (), 0)
+    part = DeliveryPart("sales.csv", 3, tuple(EXPECTED))
+    assert d == Delivery("delivery", tuple(EXPECTED), 3, "csv", "utf-8", ",", True, (), 0, (part,))
     assert rows(con, d) == SALES_ROWS
     assert rows(con, d, meta=True)[-1][-2:] == (3, None)
     types = con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'delivery'").fetchall()
@@ -440,6 +441,7 @@ def test_mixed_case_headers_across_parts_union_into_one_column(con, tmp_path):
         ("arr.json", b'[{"a": 1}, {"a": ', "not valid JSON"),
         ("gz.csv", gzip.compress(b""), "file is empty"),
         ("nums.json", b"[1, 2, 3]", "the JSON holds no objects"),
+        ("fake.parquet", b"PAR1sale_id,amount\n1,2\n", "not valid Parquet"),
     ],
 )
 def test_unreadable_files_raise_one_line_input_error(con, tmp_path, name, data, message):
@@ -478,3 +480,46 @@ def test_staged_files_are_removed_and_insertion_order_setting_restored(con, tmp_
     assert d.rows == 3
     assert not [f for f in os.listdir(tmp_path) if f.startswith("heal-delivery-")]
     assert con.execute("SELECT current_setting('preserve_insertion_order')").fetchone() == (False,)
+
+
+# --- parts repaired one by one, column order ------------------------------------------------------
+
+
+def test_parts_with_different_headers_are_each_mapped_before_the_union(con, tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    write(folder, "part-1.csv", "sale_id,amount\n1,10\n")
+    write(folder, "part-2.csv", "AMT,Sale ID,note\n20,2,x\n")
+    seen = []
+
+    def column_map(names):
+        seen.append(tuple(names))
+        return {"AMT": "amount", "Sale ID": "sale_id", "ghost": "sale_id"}
+
+    d = read_delivery(con, folder, column_map=column_map)
+    assert seen == [("sale_id", "amount"), ("AMT", "Sale ID", "note")]
+    assert d.columns == ("sale_id", "amount", "note")
+    assert rows(con, d) == [("1", "10", None), ("2", "20", "x")]
+    assert note(d, "part_columns_mapped").detail == "part-2.csv: AMT -> amount, Sale ID -> sale_id"
+    assert d.parts == (DeliveryPart("part-1.csv", 1, ("sale_id", "amount")),
+                       DeliveryPart("part-2.csv", 1, ("amount", "sale_id", "note")))
+
+
+def test_parts_that_agree_or_a_single_file_are_left_as_delivered(con, tmp_path):
+    write(tmp_path, "a.csv", "amt,id\n1,2\n")
+    write(tmp_path, "b.csv", "id,AMT\n3,4\n")
+
+    def column_map(names):
+        raise AssertionError(f"called for {names}")
+
+    d = read_delivery(con, str(tmp_path / "*.csv"), column_map=column_map)
+    assert d.columns == ("amt", "id") and rows(con, d) == [("1", "2"), ("4", "3")]
+    assert read_delivery(con, tmp_path / "a.csv", column_map=column_map).columns == ("amt", "id")
+
+
+def test_columns_in_another_order_than_expected_are_noted(con, tmp_path):
+    text = "amount,sale_id,extra,date,product_id\n1.5,1,x,2024-01-01,P1\n"
+    d = read_delivery(con, write(tmp_path, "o.csv", text), expected_columns=EXPECTED)
+    assert note(d, "column_order").detail.startswith("columns arrive in another order")
+    d = read_delivery(con, write(tmp_path, "s.csv", SALES.replace("sale_id", "id")), expected_columns=EXPECTED)
+    assert "column_order" not in rules(d)  # the known columns keep their order

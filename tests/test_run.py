@@ -38,7 +38,8 @@ def test_clean_delivery_is_success(sales, tmp_path):
     assert result.counts == {"read": 100, "loaded": 100, "quarantined": 0, "duplicates": 0, "held": 0}
     assert result.conserved
     assert [s["step"] for s in result.steps] == [
-        "fetch-file", "validate-schema", "validate-quality", "transform", "load-target", "health-check"]
+        "fetch-file", "validate-schema", "validate-history", "validate-quality", "transform", "load-target",
+        "health-check"]
     rows = target_rows(sales, "SELECT count(*), count(DISTINCT sale_id), sum(tax_amount) > 0, "
                               "count(*) FILTER (WHERE region IN ('north','south','east','west')) FROM main.sales")
     assert rows == [(100, 100, True, 100)]

@@ -40,6 +40,12 @@ class History:
     volumes: tuple[int, ...] = ()  # rows read by recent loaded runs, newest first
     fingerprints: frozenset[str] = frozenset()  # content already loaded
     mappings: dict[str, str] = field(default_factory=dict)  # learned column mappings
+    # (run_date, rows read) of loaded runs in the trailing window before this run date, newest first
+    volumes_by_date: tuple[tuple[date, int], ...] = ()
+    # column profiles of loaded runs before this run date, newest first: {"run_id", "run_date", "columns"}
+    profiles: tuple[dict[str, Any], ...] = ()
+    # per contract column, type-drift rules applied or confirmed earlier, newest first (tools.coercion)
+    coercions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,4 +62,5 @@ class StepContext:
     delivery_path: str | None = None  # the fetched file, once fetched
     sink: Sink | None = None
     history: History = History()
+    read: dict[str, Any] | None = None  # what the reader reported (format, notes, parts), once read
     on_commit: Callable[[], None] | None = None  # ledger writes that must commit with the load

@@ -126,6 +126,8 @@ class PostgresSink:
         except psycopg.Error as exc:
             raise TargetError(f"invalid PostgreSQL URL {self.url}: {self._scrub(exc)}") from None
         params.setdefault("connect_timeout", connect_timeout)
+        # A lock held on the target by someone else must not hang a run: fail (transient) instead.
+        params.setdefault("options", f"-c lock_timeout={os.environ.get('HEAL_PG_LOCK_TIMEOUT', '30s')}")
         params.setdefault("application_name", "heal")
         self._params = params
         self._depth = 0  # open transaction() blocks
@@ -346,7 +348,8 @@ class PostgresSink:
         try:
             return psycopg.connect(**self._params, autocommit=True, prepare_threshold=None)
         except psycopg.Error as exc:
-            raise TargetError(f"cannot connect to {self.url}: {self._scrub(exc)}") from None
+            raise TargetError(f"cannot connect to {self.url}: {self._scrub(exc)}",
+                              transient=_transient(exc)) from None
 
     def _conn(self) -> psycopg.Connection:
         """The connection; reopened when it was lost between transactions (a server restart)."""
@@ -369,7 +372,15 @@ class PostgresSink:
         try:
             yield
         except psycopg.Error as exc:
-            raise TargetError(f"{what}: {self._scrub(exc)}") from None
+            raise TargetError(f"{what}: {self._scrub(exc)}", transient=_transient(exc)) from None
+
+
+def _transient(exc: psycopg.Error) -> bool:
+    """A lost connection, a lock not granted in time, a deadlock: a retry may succeed."""
+    from psycopg import errors
+
+    return isinstance(exc, (psycopg.OperationalError, errors.LockNotAvailable, errors.QueryCanceled,
+                            errors.DeadlockDetected, errors.SerializationFailure, errors.AdminShutdown))
 
 
 def _prepared(sql: str, params: Sequence[Any]) -> tuple[str, list[Any] | None]:

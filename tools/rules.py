@@ -1,24 +1,32 @@
 """Row-level quality rules as SQL, shared by the checker that counts them
 (validate-quality) and the remediation that acts on them (quarantine-rows), so both agree
 on exactly which rows break which rule.
+
+:func:`row_scan` judges every row in one pass and stays cheap on large deliveries: a row
+whose values all cast straight to their types (no trimming, no null token, in range) is
+passed by one short test; only the few other rows are judged by each rule's own predicate.
+The short test is exact, not a heuristic (see :func:`row_scan`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 
-from tools.contract import Column, Contract, is_null_sql, parse_sql, quote_ident
+from tools.contract import Column, Contract, is_null_sql, parse_sql, quote_ident, quote_literal, sql_type
 
 __all__ = [
     "META_COLUMNS",
     "TYPE_DRIFT_SHARE",
     "RowRule",
+    "RowScan",
     "data_columns",
     "key_conflicts_sql",
     "row_rules",
+    "row_scan",
     "unparseable_shares",
 ]
 
@@ -47,37 +55,66 @@ def data_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 
 def row_rules(contract: Contract, delivered: Sequence[str]) -> list[RowRule]:
-    """The rules that apply to a delivery whose columns are ``delivered``, in report order."""
+    """The rules that apply to a delivery whose columns are ``delivered``, in report order.
+
+    Each predicate first tries the column's cheap untrimmed cast (see :func:`row_scan`) and
+    falls back to the contract's own definition only where that cast does not settle it.
+    """
     present = set(delivered)
     rules = [RowRule("rows_parse", "malformed_row", "_error IS NOT NULL", "malformed_row")]
     critical = {c.name for c in contract.critical}
+    casts_tokens = _token_may_cast(contract.null_tokens)
     for col in contract.columns:
         if col.name not in present:
             if col.name in critical:  # a missing critical column is null in every row
                 rules.append(RowRule("no_null_critical", f"null_critical:{col.name}", "true", "null_critical"))
             continue
         ident = quote_ident(col.name)
+        fast = None if casts_tokens else _fast_value(ident, col)
+        settled = f"{fast} IS NOT NULL" if fast else None  # the value is there and parses
+        if col.type == "text":
+            settled = _plain_text(ident, contract.null_tokens)
         if col.name in critical:
             rules.append(RowRule(
                 "no_null_critical", f"null_critical:{col.name}",
-                is_null_sql(ident, contract.null_tokens), "null_critical",
+                _guarded(settled, "false", is_null_sql(ident, contract.null_tokens)), "null_critical",
             ))
         parsed = parse_sql(ident, col, contract.null_tokens)
         if col.type != "text":
             rules.append(RowRule(
                 "values_parse", f"unparseable:{col.name}",
-                f"(NOT {is_null_sql(ident, contract.null_tokens)} AND {parsed} IS NULL)", "type_drift",
+                _guarded(settled, "false", f"(NOT {is_null_sql(ident, contract.null_tokens)} AND {parsed} IS NULL)"),
+                "type_drift",
             ))
-        bounds = []
+        bounds, fast_bounds = [], []
         if col.min is not None:
             bounds.append(f"{parsed} < {col.min!r}")
+            fast_bounds.append(f"{fast} < {col.min!r}")
         if col.max is not None:
             bounds.append(f"{parsed} > {col.max!r}")
+            fast_bounds.append(f"{fast} > {col.max!r}")
         if bounds:
             rules.append(RowRule(
-                "values_in_range", f"out_of_range:{col.name}", f"({' OR '.join(bounds)})", "out_of_range",
+                "values_in_range", f"out_of_range:{col.name}",
+                _guarded(settled if fast else None, f"({' OR '.join(fast_bounds)})", f"({' OR '.join(bounds)})"),
+                "out_of_range",
             ))
     return rules
+
+
+def _guarded(settled: str | None, then: str, otherwise: str) -> str:
+    """``then`` where the cheap test ``settled`` holds, else the contract's own predicate."""
+    return otherwise if settled is None else f"(CASE WHEN {settled} THEN {then} ELSE {otherwise} END)"
+
+
+def _plain_text(ident: str, tokens: Sequence[str]) -> str:
+    """True for text that ``trim`` leaves alone and that is no null token, so not null.
+
+    Printable ASCII with no space at either end: ``trim`` strips only Unicode space
+    separators, which such text cannot start or end with.
+    """
+    return (f"({ident} IS NOT NULL AND strlen({ident}) = length({ident}) AND {ident} >= '!' "
+            f"AND NOT suffix({ident}, ' ') AND NOT {_in(ident, tokens)})")
 
 
 def key_conflicts_sql(table: str, contract: Contract, delivered: Sequence[str]) -> str | None:
@@ -85,19 +122,22 @@ def key_conflicts_sql(table: str, contract: Contract, delivered: Sequence[str]) 
 
     Exact duplicate rows are not conflicts (transform removes them); rows with a null or
     unparseable key are left to the other rules. None when the contract has no key.
+    Two cheap passes: keys seen more than once, then the contents of just those keys.
     """
     if not contract.key or not all(k in delivered for k in contract.key):
         return None
-    cols = ", ".join(quote_ident(c) for c in delivered)
+    row = "struct_pack(" + ", ".join(f"{quote_ident(f'c{i}')} := {quote_ident(c)}" for i, c in enumerate(delivered)) + ")"
     keys = ", ".join(
         f"{parse_sql(quote_ident(k), contract.column(k), contract.null_tokens)} AS {quote_ident(k)}"
         for k in contract.key
     )
     not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in contract.key)
     key_cols = ", ".join(quote_ident(k) for k in contract.key)
+    keyed = f"SELECT {keys}, {row} AS __heal_row FROM {quote_ident(table)} WHERE _error IS NULL"
+    repeated = f"SELECT {key_cols} FROM ({keyed}) WHERE {not_null} GROUP BY {key_cols} HAVING count(*) > 1"
     return (
-        f"SELECT {key_cols} FROM (SELECT {keys} FROM (SELECT DISTINCT {cols} FROM {quote_ident(table)} "
-        f"WHERE _error IS NULL)) WHERE {not_null} GROUP BY {key_cols} HAVING count(*) > 1"
+        f"SELECT {key_cols} FROM ({keyed}) WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM ({repeated})) "
+        f"GROUP BY {key_cols} HAVING min(__heal_row) <> max(__heal_row)"
     )
 
 
@@ -121,3 +161,177 @@ def unparseable_shares(
         c.name: (out[2 * i + 1] / out[2 * i] if out[2 * i] else 0.0)
         for i, c in enumerate(typed)
     }
+
+
+# -- one pass over every row ------------------------------------------------------------------
+
+#: Words a cast to a number, date or boolean may accept although they hold no digit.
+_CAST_WORDS = frozenset({
+    "inf", "infinity", "nan", "epoch", "true", "false", "t", "f", "yes", "no", "y", "n", "on", "off",
+})
+_MASK_BITS = 63
+
+
+@dataclass(frozen=True)
+class RowScan:
+    """One pass over a relation that judges every row.
+
+    ``sql`` selects, per row: the parsed key columns (``keys``, in contract key order), a
+    64-bit hash of the row's delivered text (``hash``), the rule bit masks (``masks``: bit
+    ``i % 63`` of mask ``i // 63`` is set when ``rules[i]`` breaks), then ``extra``.
+    """
+
+    sql: str
+    rules: tuple[RowRule, ...]
+    keys: tuple[str, ...]
+    hash: str
+    masks: tuple[str, ...]
+
+
+def _clean_tokens(tokens: Sequence[str]) -> tuple[str, ...]:
+    """Null tokens equal to their own trim: ``x IN`` these implies ``trim(x) IN`` the tokens."""
+    return tuple(t for t in tokens if t == t.strip())
+
+
+def _token_may_cast(tokens: Sequence[str]) -> bool:
+    """Whether a cast to a number, date or boolean could accept some null token."""
+    for t in tokens:
+        word = t.strip().lower().lstrip("+-")
+        if re.search(r"\d", t) or word in _CAST_WORDS:
+            return True
+    return False
+
+
+def _in(expr: str, tokens: Sequence[str]) -> str:
+    if not tokens:
+        return "false"
+    return f"{expr} IN ({', '.join(quote_literal(t) for t in tokens)})"
+
+
+def _fast_value(ident: str, col: Column) -> str | None:
+    """The column's typed value, read without trimming; NULL when that read is not enough.
+
+    Where this is not NULL it equals ``parse_sql``: the casts skip ASCII spaces themselves
+    and fail on the other characters ``trim`` strips, so the untrimmed cast succeeds only
+    where trimming would not change the result.
+    """
+    if col.type in ("bigint", "integer"):
+        d = f"TRY_CAST({ident} AS DOUBLE)"
+        return f"(CASE WHEN {d} = round({d}) THEN TRY_CAST({d} AS {sql_type(col.type)}) END)"
+    if col.type == "boolean":
+        return (
+            f"(CASE lower({ident}) WHEN 'true' THEN true WHEN 't' THEN true WHEN 'yes' THEN true "
+            f"WHEN '1' THEN true WHEN 'false' THEN false WHEN 'f' THEN false WHEN 'no' THEN false "
+            f"WHEN '0' THEN false END)"
+        )
+    if col.type == "text":
+        return None
+    return f"TRY_CAST({ident} AS {sql_type(col.type)})"
+
+
+def _mask_type(bits: int) -> str:
+    """The smallest signed integer type that holds ``bits`` flag bits."""
+    return next(t for n, t in ((7, "TINYINT"), (15, "SMALLINT"), (31, "INTEGER")) if bits <= n) if bits <= 31 else "BIGINT"
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def row_scan(
+    contract: Contract, delivered: Sequence[str], source: str, *, extra: Sequence[str] = (), hash_bits: int = 64
+) -> RowScan:
+    """Judge every row of ``source`` (a relation with the delivered columns and ``_error``).
+
+    A row passes the short test when ``_error`` is NULL and every column a rule reads casts
+    untrimmed to a non-null value in range (a critical text column: printable ASCII with
+    no space at either end, and not a null token). For such a row no rule can break: no
+    null token casts to the column's type (else the short test is off for that column),
+    and where the untrimmed cast succeeds it equals the trimmed one (:func:`_fast_value`).
+    Every other row is judged by the rules' own predicates, so the counts are exactly those
+    of ``row_rules``. ``extra`` names more source columns to pass through (e.g. ``_row``);
+    ``hash_bits=32`` keeps a 32-bit row hash (a smaller table; equal hashes need a recheck).
+    """
+    rules = row_rules(contract, delivered)
+    present = set(delivered)
+    taken = set(delivered) | set(META_COLUMNS) | set(extra)
+    tokens = contract.null_tokens
+    clean = _clean_tokens(tokens)
+    casts_tokens = _token_may_cast(tokens)
+    critical = {c.name for c in contract.critical}
+    values: dict[str, str] = {}  # column -> name of its fast value in the inner projection
+    inner: list[str] = []
+    ok: list[str] = ["_error IS NULL"]
+    ruled = {r.reason.split(":", 1)[1] for r in rules if ":" in r.reason}
+    for col in contract.columns:
+        if col.name not in present:
+            if col.name in critical:
+                ok.append("false")  # null in every row: each row is judged by the rules
+            continue
+        if col.name not in ruled:
+            continue
+        ident = quote_ident(col.name)
+        fast = None if casts_tokens else _fast_value(ident, col)
+        if col.type == "text":
+            if col.min is not None or col.max is not None:
+                ok.append("false")
+            elif col.name in critical:
+                ok.append(_plain_text(ident, tokens))
+            continue
+        if fast is None:
+            ok.append("false")
+            continue
+        name = _fresh(f"__heal_v_{len(values)}", taken)
+        values[col.name] = name
+        inner.append(f"{fast} AS {quote_ident(name)}")
+        v = quote_ident(name)
+        bounds = []
+        if col.min is not None:
+            bounds.append(f"{v} < {col.min!r}")
+        if col.max is not None:
+            bounds.append(f"{v} > {col.max!r}")
+        good = f"{v} IS NOT NULL" + (f" AND NOT ({' OR '.join(bounds)})" if bounds else "")
+        if col.name in critical:
+            ok.append(f"({good})")
+        else:  # a null is no breach in an optional column
+            ok.append(f"(({good}) OR {ident} IS NULL OR {_in(ident, clean)})")
+    ok_name = _fresh("__heal_ok", taken)
+    hash_name = _fresh("__heal_h", taken)
+    masks = []
+    for start in range(0, max(len(rules), 1), _MASK_BITS):
+        part = rules[start : start + _MASK_BITS]
+        bits = " | ".join(f"CASE WHEN {r.predicate} THEN {1 << i} ELSE 0 END" for i, r in enumerate(part)) or "0"
+        masks.append((_fresh(f"__heal_m{start // _MASK_BITS}", taken), bits))
+    keys = []
+    key_exprs = []
+    if contract.key and all(k in present for k in contract.key):
+        for k in contract.key:
+            col = contract.column(k)
+            slow = parse_sql(quote_ident(k), col, tokens)
+            name = _fresh(f"__heal_k_{len(keys)}", taken)
+            keys.append(name)
+            expr = f"CASE WHEN {quote_ident(ok_name)} THEN {quote_ident(values[k])} ELSE {slow} END" if k in values else slow
+            key_exprs.append(f"{expr} AS {quote_ident(name)}")
+    row_hash = f"hash({', '.join(quote_ident(c) for c in delivered)})" if delivered else "0::UBIGINT"
+    if hash_bits == 32:
+        row_hash = f"({row_hash} & 4294967295)::UINTEGER"
+    outer = [
+        *key_exprs,
+        f"{row_hash} AS {quote_ident(hash_name)}",
+        *(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {bits} END)::{_mask_type(len(rules) - 63 * j)} "
+          f"AS {quote_ident(name)}" for j, (name, bits) in enumerate(masks)),
+        *(quote_ident(e) for e in extra),
+    ]
+    staged = f"SELECT *{''.join(', ' + x for x in inner)} FROM {source}"
+    judged = f"SELECT *, ({' AND '.join(ok)}) AS {quote_ident(ok_name)} FROM ({staged})"
+    return RowScan(
+        sql=f"SELECT {', '.join(outer)} FROM ({judged})",
+        rules=tuple(rules),
+        keys=tuple(keys),
+        hash=hash_name,
+        masks=tuple(name for name, _ in masks),
+    )

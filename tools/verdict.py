@@ -100,7 +100,15 @@ class SourceError(HealError):
 
 
 class TargetError(HealError):
-    """Raised when the target database refused or failed a load."""
+    """Raised when the target database refused or failed a load.
+
+    ``transient`` is true when a retry may help (connection lost, a lock not granted in
+    time, a deadlock): the step's verdict then says ``transient`` and the graph retries.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class RunLocked(HealError):

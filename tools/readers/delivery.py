@@ -2,15 +2,16 @@
 
 Each part is sniffed from bounded samples (``probe``, ``dialect``), staged to UTF-8 only
 when DuckDB cannot read it as is, then appended by one DuckDB statement (``load``).
-Parts with different headers are unioned by name; ``_row`` numbers data rows 1..N across
-parts in file order, and trailing footer lines are deleted after they are verified.
+Parts with different headers are unioned by name, after each part's header is mapped onto
+the contract when a ``column_map`` is given; ``_row`` numbers data rows 1..N across parts in
+file order, and trailing footer lines are deleted after they are verified.
 """
 
 from __future__ import annotations
 
 import glob
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ import duckdb
 from tools.readers import load
 from tools.readers.dialect import Dialect, Tail, scan_tail, sniff_dialect, unique_names
 from tools.readers.probe import NOT_TABULAR, Probe, probe, read_text_head, read_text_tail, stage, work_dir
-from tools.readers.result import Delivery, ReadNote
+from tools.readers.result import Delivery, DeliveryPart, ReadNote
 from tools.verdict import InputError
 
 __all__ = ["read_delivery"]
@@ -44,6 +45,7 @@ class _Part:
     targets: tuple[str, ...] = ()  # the table columns they land in
     notes: list[ReadNote] = field(default_factory=list)
     skipped: int = 0
+    rows: int = 0
 
 
 def _natural(p: Path) -> list:
@@ -133,7 +135,10 @@ def _plan(
         part.notes.append(ReadNote("parquet"))
         if pr.compression:
             _stage(part, "binary", directory, temps)
-        part.names = tuple(load.parquet_names(con, part.path))
+        try:
+            part.names = tuple(load.parquet_names(con, part.path))
+        except duckdb.Error as err:  # PAR1 at the start, but not a Parquet file after all
+            raise InputError(f"not valid Parquet: {_first_line(err)}") from None
         return part
     part.encoding = _ENCODING_LABEL.get(pr.codec, pr.codec)
     if pr.codec == "utf-8-sig":
@@ -180,8 +185,25 @@ def _first_line(err: BaseException) -> str:
     return text[0][:300] if text else type(err).__name__
 
 
-def _assign_targets(parts: list[_Part]) -> list[str]:
+def _map_parts(parts: list[_Part], column_map: Callable[[Sequence[str]], Mapping[str, str]]) -> None:
+    """Parts whose headers differ: map each header onto the contract before the union."""
+    headed = [p for p in parts if p.dialect is None or p.dialect.header]
+    if len({frozenset(n.lower() for n in p.names) for p in headed}) < 2:
+        return
+    for part in headed:
+        mapping = {src: dst for src, dst in column_map(part.names).items() if src in part.names and src != dst}
+        if mapping:
+            part.names = tuple(mapping.get(n, n) for n in part.names)
+            shown = ", ".join(f"{s} -> {d}" for s, d in mapping.items())
+            part.notes.append(ReadNote("part_columns_mapped", 0, shown[:200]))
+
+
+def _assign_targets(
+    parts: list[_Part], column_map: Callable[[Sequence[str]], Mapping[str, str]] | None = None
+) -> list[str]:
     """Union the parts' columns by name (case-insensitive, as DuckDB); first spelling wins."""
+    if column_map is not None and len(parts) > 1:
+        _map_parts(parts, column_map)
     union: list[str] = []
     index: dict[str, int] = {}
     headed = next((p for p in parts if p.dialect is not None and p.dialect.header), None)
@@ -204,6 +226,18 @@ def _assign_targets(parts: list[_Part]) -> list[str]:
             targets.append(union[index[key]])
         part.targets = tuple(targets)
     return union
+
+
+def _order_note(part: _Part, expected: Sequence[str]) -> None:
+    """A header whose known columns come in another order than the contract's: read by name, noted."""
+    d = part.dialect
+    if d is not None and not d.header:
+        return
+    want = [c.lower() for c in expected]
+    got = [t.lower() for t in part.targets if t.lower() in want]
+    if got != [w for w in want if w in got]:
+        part.notes.append(ReadNote("column_order", 0, "columns arrive in another order than the contract: "
+                                   "matched by name"))
 
 
 def _finish_csv(con: duckdb.DuckDBPyConnection, table: str, part: _Part, *, offset: int, n: int) -> int:
@@ -291,10 +325,14 @@ def read_delivery(
     table: str = "delivery",
     expected_columns: Sequence[str] | None = None,
     temp: bool = True,
+    column_map: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
 ) -> Delivery:
     """Read a delivery (file, folder or glob) into ``table``: its columns as VARCHAR, plus
     ``_row`` (1-based, stable) and ``_error`` (NULL, ``wrong_field_count``, ``truncated_line``,
     ``invalid_json``). Raise :class:`InputError` (one line) when it cannot be read at all.
+
+    ``column_map(header) -> {delivered: contract}`` maps each part's header before the union,
+    for deliveries whose parts have different headers (each part is repaired first).
     """
     files, notes = _resolve(path)
     directory = work_dir(con)
@@ -308,7 +346,9 @@ def read_delivery(
                 parts.append(_plan(con, f, expected=expected_columns, directory=directory, temps=temps))
             except InputError as err:
                 raise InputError(f"{f}: {err}") from None
-        columns = _assign_targets(parts)
+        columns = _assign_targets(parts, column_map)
+        for part in parts if expected_columns else ():
+            _order_note(part, expected_columns)
         if order and not order[0]:
             con.execute("SET preserve_insertion_order = true")  # _row follows file order
         cols = ", ".join([*(f"{load.ident(c)} VARCHAR" for c in columns), '"_row" BIGINT', '"_error" VARCHAR'])
@@ -317,7 +357,8 @@ def read_delivery(
         offset = 0
         for part in parts:
             try:
-                offset += _load(con, table, part, offset=offset, directory=directory, temps=temps)
+                part.rows = _load(con, table, part, offset=offset, directory=directory, temps=temps)
+                offset += part.rows
             except InputError as err:
                 raise InputError(f"{part.source}: {err}") from None
         errors = _error_notes(con, table)
@@ -348,4 +389,5 @@ def read_delivery(
         header=all(p.dialect is None or p.dialect.header for p in parts),
         notes=tuple(notes),
         skipped_lines=sum(p.skipped for p in parts),
+        parts=tuple(DeliveryPart(p.source.name, p.rows, p.targets) for p in parts),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Delivery", "ReadNote"]
+__all__ = ["Delivery", "DeliveryPart", "ReadNote"]
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,15 @@ class ReadNote:
     rule: str
     rows: int = 0
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeliveryPart:
+    """One file of a delivery: its data rows and the table columns they landed in."""
+
+    file: str
+    rows: int
+    columns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -29,3 +38,4 @@ class Delivery:
     header: bool
     notes: tuple[ReadNote, ...]
     skipped_lines: int
+    parts: tuple[DeliveryPart, ...] = ()

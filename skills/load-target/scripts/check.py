@@ -25,7 +25,7 @@ from tools.sinks import Sink, load_and_verify, open_sink
 from tools.verdict import Criterion, HealError, Stopwatch, TargetError, Verdict, could_not_run, finish
 
 SKILL = "load-target"
-CLASSES = {"no_key_conflict": "load_conflict", "all_rows_in": "load_failed"}
+CLASSES = {"no_key_conflict": "load_conflict", "target_available": "transient", "all_rows_in": "load_failed"}
 
 
 def load(
@@ -50,6 +50,12 @@ def load(
         done = load_and_verify(sink, staging, table=contract.table, columns=columns, key=contract.key,
                                mode="insert", run_id=run_id, after=on_commit)
     except TargetError as exc:
+        if exc.transient:  # a lost connection or a lock not granted: nothing loaded, a retry may work
+            return Verdict.from_criteria(
+                SKILL, [Criterion("target_available", False, str(exc), "the target accepts the load",
+                                  "retry with backoff; nothing was loaded")],
+                failure_classes=CLASSES, duration_ms=clock.ms(),
+            )
         return Verdict.from_criteria(
             SKILL, [Criterion("no_key_conflict", True, 0, 0),
                     Criterion("all_rows_in", False, str(exc), "every row, in one transaction",

@@ -1,4 +1,6 @@
-"""Repair a delivery's header: map renamed or re-cased columns onto the contract, add missing
+"""Repair a delivery's schema: map renamed, re-cased or headerless columns onto the contract
+(names, then values against the column profiles learned from earlier runs), rewrite drifted
+values (currency, separators, decimal comma, dates, cents) as canonical text, add missing
 optional columns as null, and say exactly what was done. Writes the repaired rows as CSV
 with --out.
 
@@ -14,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import duckdb
 
+from tools.coercion import plan_drift, rewrite_sql
 from tools.context import StepContext
 from tools.contract import Contract, load_contract, quote_ident, quote_literal
-from tools.mapping import apply_mapping, propose_mapping
+from tools.mapping import match_columns, propose_mapping
 from tools.readers import read_delivery
 from tools.rules import TYPE_DRIFT_SHARE, data_columns, unparseable_shares
 from tools.verdict import Criterion, HealError, Stopwatch, Verdict, could_not_run, finish
@@ -29,8 +33,23 @@ SKILL = "repair-schema"
 CLASSES = {
     "unambiguous": "schema_mismatch",
     "required_mapped": "schema_mismatch",
+    "coercions_unambiguous": "type_drift",
+    "units_consistent": "distribution_shift",
     "types_parse": "type_drift",
 }
+
+
+def _part_gaps(parts: Sequence[Mapping[str, Any]], mapping: Mapping[str, str], contract: Contract) -> dict[str, list]:
+    """Required columns a part of a multi-file delivery still lacks after mapping."""
+    if len(parts) < 2:
+        return {}
+    required = [c.name for c in contract.columns if c.required]
+    gaps = {}
+    for part in parts:
+        have = {mapping.get(c, c) for c in part["columns"]}
+        if lacking := [c for c in required if c not in have]:
+            gaps[part["file"]] = lacking
+    return gaps
 
 
 def repair(
@@ -40,56 +59,88 @@ def repair(
     contract: Contract,
     learned: Mapping[str, str] | None = None,
     out_table: str = "delivery_mapped",
+    profiles: Sequence[Mapping[str, Any]] = (),
+    coercions: Mapping[str, Sequence[str]] | None = None,
+    headerless: bool = False,
+    parts: Sequence[Mapping[str, Any]] = (),
 ) -> Verdict:
+    """Map, coerce and re-check ``table`` into ``out_table``. ``learned`` are column mappings,
+    ``coercions`` type-drift rules and ``profiles`` column profiles from earlier runs."""
     clock = Stopwatch()
     delivered = data_columns(con, table)
-    plan = propose_mapping(delivered, contract, learned=learned)
+    plan = match_columns(con, table, contract, learned=learned, history=profiles, headerless=headerless)
+    gaps = _part_gaps(parts, plan.mapping, contract)
+    missing = plan.missing_required or gaps
     criteria = [
         Criterion(
-            "unambiguous", not plan.ambiguous, plan.ambiguous, {},
-            f"more than one column could be {sorted(plan.ambiguous)}: escalate with the candidates"
+            "unambiguous", not plan.ambiguous, {t: plan.scores.get(t, c) for t, c in plan.ambiguous.items()}, {},
+            f"more than one column could be {sorted(plan.ambiguous)}: escalate with the candidates and scores"
             if plan.ambiguous else "",
         ),
         Criterion(
-            "required_mapped", not plan.missing_required, plan.missing_required, [],
-            f"no delivered column matches {plan.missing_required} (delivered {delivered}): hold and escalate"
-            if plan.missing_required else "",
+            "required_mapped", not missing, missing, [],
+            f"no delivered column matches {missing} (delivered {delivered}; best candidates "
+            f"{ {t: plan.scores.get(t, []) for t in plan.missing_required} }): hold and escalate" if missing else "",
         ),
     ]
-    artifacts: dict[str, object] = {
-        "mapping": plan.mapping, "rules": plan.rules, "added": plan.added_optional,
-        "unmapped": plan.unmapped,
+    artifacts: dict[str, Any] = {
+        "mapping": plan.mapping, "rules": plan.rules, "added": plan.added_optional, "unmapped": plan.unmapped,
+        "scores": plan.scores,
     }
-    if not plan.ambiguous and not plan.missing_required:
-        apply_mapping(con, table, out_table, mapping=plan.mapping, add_columns=plan.added_optional)
-        shares = unparseable_shares(con, out_table, contract.columns, contract.null_tokens)
+    metrics: dict[str, Any] = {"renamed": len(plan.mapping), "added": len(plan.added_optional)}
+    if not plan.ambiguous and not missing:
+        names = {c.name for c in contract.columns}
+        pairs = [(src, contract.column(plan.mapping.get(src, src))) for src in delivered
+                 if plan.mapping.get(src, src) in names]
+        drift = plan_drift(con, table, pairs, null_tokens=contract.null_tokens, learned=coercions, history=profiles)
+        select = [f"{rewrite_sql(drift, src)} AS {quote_ident(plan.mapping.get(src, src))}" for src in delivered]
+        select += [f"CAST(NULL AS VARCHAR) AS {quote_ident(name)}" for name in plan.added_optional]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(out_table)} AS "
+                    f"SELECT {', '.join(select)}, _row, _error FROM {quote_ident(table)}")
+        # Re-count only the rewritten columns; the others are as the plan found them.
+        rewritten = [contract.column(plan.mapping.get(s, s)) for s in drift.columns]
+        shares = {plan.mapping.get(s, s): v for s, v in drift.unparseable.items()}
+        shares |= unparseable_shares(con, out_table, rewritten, contract.null_tokens) if rewritten else {}
         drifted = {k: round(v, 4) for k, v in shares.items() if v > TYPE_DRIFT_SHARE}
-        criteria.append(Criterion(
-            "types_parse", not drifted, drifted, {},
-            f"no repair rule makes {sorted(drifted)} parse: escalate with samples" if drifted else "",
-            samples=tuple(_samples(con, out_table, sorted(drifted))),
-        ))
-        artifacts["table"] = out_table
+        typed = [a for a in drift.ambiguous if a.failure_class == "type_drift"]
+        units = [a for a in drift.ambiguous if a.failure_class == "distribution_shift"]
+        criteria += [
+            Criterion("coercions_unambiguous", not typed, [a.to_dict() for a in typed], [],
+                      "; ".join(a.detail for a in typed), samples=tuple(_samples(con, table, [a.column for a in typed],
+                                                                                 plan.mapping))),
+            Criterion("units_consistent", not units, [a.to_dict() for a in units], [],
+                      "; ".join(a.detail for a in units)),
+            Criterion(
+                "types_parse", not drifted, drifted, {},
+                f"no repair rule makes {sorted(drifted)} parse: escalate with samples" if drifted else "",
+                samples=tuple(_samples(con, out_table, sorted(drifted))),
+            ),
+        ]
+        artifacts |= {"table": out_table, "coercions": [c.to_dict() for c in drift.rewrites]}
+        metrics["coerced"] = sum(c.rows for c in drift.rewrites)
     return Verdict.from_criteria(
-        SKILL, criteria, failure_classes=CLASSES,
-        metrics={"renamed": len(plan.mapping), "added": len(plan.added_optional)},
-        artifacts=artifacts, duration_ms=clock.ms(),
+        SKILL, criteria, failure_classes=CLASSES, metrics=metrics, artifacts=artifacts, duration_ms=clock.ms(),
     )
 
 
-def _samples(con: duckdb.DuckDBPyConnection, table: str, columns: list[str]) -> list[dict[str, str]]:
+def _samples(con: duckdb.DuckDBPyConnection, table: str, columns: list[str],
+             mapping: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    source = {v: k for k, v in (mapping or {}).items()}
     out = []
     for name in columns[:5]:
+        ident = quote_ident(source.get(name, name))
         rows = con.execute(
-            f"SELECT DISTINCT {quote_ident(name)} FROM {quote_ident(table)} "
-            f"WHERE {quote_ident(name)} IS NOT NULL ORDER BY 1 LIMIT 3"
+            f"SELECT DISTINCT {ident} FROM {quote_ident(table)} WHERE {ident} IS NOT NULL ORDER BY 1 LIMIT 3"
         ).fetchall()
         out += [{"column": name, "value": r[0]} for r in rows]
     return out
 
 
 def run_step(ctx: StepContext) -> Verdict:
-    return repair(ctx.con, ctx.table, contract=ctx.contract, learned=ctx.history.mappings)
+    read = ctx.read or {}
+    return repair(ctx.con, ctx.table, contract=ctx.contract, learned=ctx.history.mappings,
+                  profiles=ctx.history.profiles, coercions=ctx.history.coercions,
+                  headerless=read.get("header") is False, parts=read.get("parts", ()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         contract = load_contract(args.contract)
         con = duckdb.connect()
-        delivery = read_delivery(con, args.path, expected_columns=contract.names)
-        verdict = repair(con, delivery.table, contract=contract)
+        delivery = read_delivery(con, args.path, expected_columns=contract.names,
+                                 column_map=lambda names: propose_mapping(names, contract).mapping)
+        parts = [{"file": p.file, "rows": p.rows, "columns": list(p.columns)} for p in delivery.parts]
+        verdict = repair(con, delivery.table, contract=contract, headerless=not delivery.header, parts=parts)
         if args.out and verdict.passed:
             cols = ", ".join(quote_ident(c) for c in data_columns(con, "delivery_mapped"))
             con.execute(
@@ -111,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     except HealError as exc:
         return could_not_run(SKILL, exc)
-    return finish(verdict, as_json=args.json, next_step="escalate: a person must confirm the mapping")
+    return finish(verdict, as_json=args.json, next_step="escalate: a person must confirm the mapping or the rule")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tools.sinks import Sink, load_and_verify, open_sink
 from tools.verdict import Criterion, HealError, Stopwatch, TargetError, Verdict, could_not_run, finish
 
 SKILL = "upsert-load"
-CLASSES = {"has_key": "load_failed", "all_rows_in": "load_failed"}
+CLASSES = {"has_key": "load_failed", "target_available": "transient", "all_rows_in": "load_failed"}
 
 
 def upsert(
@@ -46,6 +46,12 @@ def upsert(
         done = load_and_verify(sink, staging, table=contract.table, columns=columns, key=contract.key,
                                mode="upsert", run_id=run_id, after=on_commit)
     except TargetError as exc:
+        if exc.transient:  # a lost connection or a lock not granted: nothing loaded, a retry may work
+            return Verdict.from_criteria(
+                SKILL, [Criterion("target_available", False, str(exc), "the target accepts the load",
+                                  "retry with backoff; nothing was loaded")],
+                failure_classes=CLASSES, duration_ms=clock.ms(),
+            )
         return Verdict.from_criteria(
             SKILL, [Criterion("has_key", True, list(contract.key), list(contract.key)),
                     Criterion("all_rows_in", False, str(exc), "every row, in one transaction",

@@ -11,17 +11,25 @@ Exit codes: 0 pass, 1 fail (see the verdict's failure_class), 2 could not run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
 from tools.context import StepContext
-from tools.contract import Contract, load_contract, quote_ident
+from tools.contract import Contract, load_contract, quote_ident, quote_literal
 from tools.readers import read_delivery
-from tools.rules import data_columns, key_conflicts_sql, row_rules
-from tools.verdict import Criterion, HealError, Stopwatch, Verdict, could_not_run, finish
+from tools.readers.dialect import scan_tail, sniff_dialect, unique_names
+from tools.readers.load import NULL_SENTINEL
+from tools.readers.probe import probe, read_text_head, read_text_tail
+from tools.rules import RowScan, data_columns, row_scan
+from tools.sinks import configure_working_connection
+from tools.verdict import Criterion, HealError, InputError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "validate-quality"
 CLASSES = {
@@ -40,7 +48,32 @@ DETAILS = {
     "key_unique": "keys with different contents: quarantine every version",
     "volume_within_tolerance": "row count far from history: load, then tell a person",
 }
+ROW_CRITERIA = ("rows_parse", "no_null_critical", "values_parse", "values_in_range")
 SAMPLE = 20
+_BUCKET_BITS = 6  # integer keys are first counted per block of 64 consecutive values
+_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS = (
+    "__heal_vq_rows", "__heal_vq_candidates", "__heal_vq_pairs", "__heal_vq_exact", "__heal_vq_conflicts",
+)
+
+
+class _Store(NamedTuple):
+    """Where the working tables go: TEMP tables, or a scratch database file (compressed, so
+    a large delivery's per-row table costs little memory)."""
+
+    create: str  # e.g. "TEMP TABLE " or "TABLE scratch."
+    ref: str  # e.g. "" or "scratch."
+
+
+TEMP = _Store("TEMP TABLE ", "")
+
+
+class _Source(NamedTuple):
+    """The rows to judge: a staged table (``_row`` included), or a CSV file read in place."""
+
+    relation: str  # SQL relation: the delivered columns and _error (and _row when staged)
+    delivered: tuple[str, ...]
+    staged: bool
+    numbered: str = ""  # CSV only: the same rows with _row, streamed in file order
 
 
 def check(
@@ -50,46 +83,46 @@ def check(
     contract: Contract,
     history: Sequence[int] = (),
 ) -> Verdict:
-    """Count every rule breach in two passes over ``table``; ``history`` is recent row counts."""
+    """Count every rule breach over the staged ``table``; ``history`` is recent row counts."""
     clock = Stopwatch()
-    delivered = data_columns(con, table)
-    rules = row_rules(contract, delivered)
-    t = quote_ident(table)
-    counts = con.execute(
-        "SELECT count(*)"
-        + "".join(f", count(*) FILTER (WHERE {r.predicate})" for r in rules)
-        + f" FROM {t}"
-    ).fetchone()
-    rows, per_rule = counts[0], dict(zip((r.reason for r in rules), counts[1:]))
+    source = _Source(quote_ident(table), tuple(data_columns(con, table)), staged=True)
+    return _judge(con, source, contract=contract, history=history, clock=clock, store=TEMP)
 
-    conflicts_sql = key_conflicts_sql(table, contract, delivered)
-    conflicting_keys = 0
-    key_samples: list[object] = []
-    if conflicts_sql:
-        found = con.execute(f"SELECT * FROM ({conflicts_sql}) ORDER BY ALL LIMIT {SAMPLE + 1}").fetchall()
-        conflicting_keys = con.execute(f"SELECT count(*) FROM ({conflicts_sql})").fetchone()[0] if found else 0
-        key_samples = [r[0] if len(r) == 1 else list(r) for r in found[:SAMPLE]]
-    distinct_rows = con.execute(
-        f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(quote_ident(c) for c in delivered)} FROM {t})"
-    ).fetchone()[0] if delivered else 0
 
-    criteria = []
-    for criterion in ("rows_parse", "no_null_critical", "values_parse", "values_in_range"):
-        breaking = {r.reason: per_rule[r.reason] for r in rules if r.criterion == criterion and per_rule[r.reason]}
-        samples: list[int] = []
-        if breaking:
-            preds = " OR ".join(f"({r.predicate})" for r in rules if r.criterion == criterion)
-            samples = [x[0] for x in con.execute(
-                f"SELECT _row FROM {t} WHERE {preds} ORDER BY _row LIMIT {SAMPLE}"
-            ).fetchall()]
-        criteria.append(Criterion(
-            id=criterion,
-            passed=not breaking,
-            observed=breaking or 0,
-            expected=0,
-            detail=DETAILS[criterion] if breaking else "",
-            samples=tuple(samples),
-        ))
+def _judge(
+    con: duckdb.DuckDBPyConnection,
+    source: _Source,
+    *,
+    contract: Contract,
+    history: Sequence[int],
+    clock: Stopwatch,
+    store: _Store,
+) -> Verdict:
+    """One pass judges every row into a small table (parsed key, row hash, rule bits); the
+    counts, the key check and the samples are then read from that table, not the rows."""
+    scan = row_scan(contract, source.delivered, source.relation, extra=("_row",) if source.staged else (),
+                    hash_bits=32)
+    assert scan.rules[0].criterion == "rows_parse"  # bit 0: the row is malformed
+    t = _Tables(store)
+    con.execute(f"{t.create(_ROWS)} AS {scan.sql}")
+    try:
+        rows, per_rule = _rule_counts(con, scan, t)
+        conflicting_keys, key_samples, exact_duplicates = _key_check(con, scan, t, contract=contract, source=source)
+        criteria = []
+        for criterion in ROW_CRITERIA:
+            breaking = {r.reason: per_rule[r.reason] for r in scan.rules if r.criterion == criterion and per_rule[r.reason]}
+            criteria.append(Criterion(
+                id=criterion,
+                passed=not breaking,
+                observed=breaking or 0,
+                expected=0,
+                detail=DETAILS[criterion] if breaking else "",
+                samples=tuple(_row_samples(con, scan, t, criterion, contract=contract, source=source))
+                if breaking else (),
+            ))
+    finally:
+        for table in (_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS):
+            con.execute(f"DROP TABLE IF EXISTS {store.ref}{table}")
     criteria.append(Criterion(
         id="key_unique",
         passed=conflicting_keys == 0,
@@ -103,9 +136,202 @@ def check(
         SKILL,
         criteria,
         failure_classes=CLASSES,
-        metrics={"rows": rows, "exact_duplicates": rows - distinct_rows, "breaches": per_rule},
+        metrics={"rows": rows, "exact_duplicates": exact_duplicates, "breaches": per_rule},
         duration_ms=clock.ms(),
     )
+
+
+def _bits(scan: RowScan, criterion: str | None = None) -> str:
+    """SQL true when a row breaks some rule (of ``criterion``, when given)."""
+    parts = []
+    for j, mask in enumerate(scan.masks):
+        bits = sum(1 << (i - 63 * j) for i, r in enumerate(scan.rules)
+                   if i // 63 == j and (criterion is None or r.criterion == criterion))
+        if bits:
+            parts.append(f"({quote_ident(mask)} & {bits}) <> 0")
+    return " OR ".join(parts) or "false"
+
+
+class _Tables:
+    """The working tables' names as created and as referenced, in one store."""
+
+    def __init__(self, store: _Store) -> None:
+        self.create = lambda name: f"CREATE OR REPLACE {store.create}{name}"
+        self.rows, self.candidates, self.pairs, self.exact, self.conflicts = (
+            f"{store.ref}{n}" for n in (_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS)
+        )
+
+
+def _rule_counts(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables) -> tuple[int, dict[str, int]]:
+    masks = ", ".join(quote_ident(m) for m in scan.masks)
+    per_rule = {r.reason: 0 for r in scan.rules}
+    rows = 0
+    for *values, n in con.execute(f"SELECT {masks}, count(*) FROM {t.rows} GROUP BY ALL").fetchall():
+        rows += n
+        for i, rule in enumerate(scan.rules):
+            if values[i // 63] >> (i % 63) & 1:
+                per_rule[rule.reason] += n
+    return rows, per_rule
+
+
+def _key_check(
+    con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, *, contract: Contract, source: _Source
+) -> tuple[int, list[object], int]:
+    """(keys with different contents, the first 20 of them, exact duplicate rows).
+
+    Rows are told apart by a 64-bit hash of their text, and rows that share a key and a hash
+    are then compared value by value, so the answer is exact. An integer key is first
+    counted per block of 64 values (with a mask of the values seen): only the rows of blocks
+    where a value repeats are grouped by key, which keeps memory small on large deliveries.
+    """
+    keys = [quote_ident(k) for k in scan.keys]
+    h = quote_ident(scan.hash)
+    ok = f"({quote_ident(scan.masks[0])} & 1) = 0"
+    group = ", ".join([*keys, h])
+    rows = t.rows
+    if len(keys) == 1 and contract.column(contract.key[0]).type in ("bigint", "integer"):
+        k = keys[0]
+        con.execute(
+            f"{t.create(_CANDIDATES)} AS SELECT {k} >> {_BUCKET_BITS} AS b FROM {t.rows} "
+            f"WHERE {k} IS NOT NULL GROUP BY b "
+            f"HAVING count(*) > bit_count(bit_or(1::UBIGINT << ({k} & 63)::INTEGER))"
+        )
+        rows = f"(SELECT * FROM {t.rows} WHERE {k} IS NULL OR {k} >> {_BUCKET_BITS} IN (SELECT b FROM {t.candidates}))"
+    con.execute(
+        f"{t.create(_PAIRS)} AS SELECT {group}, count(*) AS n, "
+        f"count(*) FILTER (WHERE {ok}) AS n_ok FROM {rows} GROUP BY {group}"
+    )
+    duplicates, claims = con.execute(
+        f"SELECT coalesce(sum(n - 1), 0), count(*) FILTER (WHERE n > 1) FROM {t.pairs}"
+    ).fetchone()
+    versions = "1"
+    if claims:  # rows that share a key and a hash: count how many different rows they are
+        _compare_values(con, scan, t, contract=contract, source=source)
+        duplicates -= con.execute(f"SELECT coalesce(sum(d - 1), 0) FROM {t.exact}").fetchone()[0]
+        versions = "coalesce(d_ok, 1)"
+    if not keys:
+        return 0, [], int(duplicates)
+    joined = f"{t.pairs} LEFT JOIN {t.exact} USING ({group})" if claims else t.pairs
+    not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys)
+    con.execute(
+        f"{t.create(_CONFLICTS)} AS SELECT {', '.join(keys)} FROM {joined} "
+        f"WHERE n_ok > 0 AND {not_null} GROUP BY {', '.join(keys)} HAVING count(*) > 1 OR max({versions}) > 1"
+    )
+    count = con.execute(f"SELECT count(*) FROM {t.conflicts}").fetchone()[0]
+    found = con.execute(f"SELECT * FROM {t.conflicts} ORDER BY ALL LIMIT {SAMPLE}").fetchall()
+    return int(count), [r[0] if len(r) == 1 else list(r) for r in found], int(duplicates)
+
+
+def _compare_values(
+    con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, *, contract: Contract, source: _Source
+) -> None:
+    """For each (key, hash) held by several rows: how many different rows, and ok rows, it holds."""
+    full = row_scan(contract, source.delivered, source.relation, extra=source.delivered, hash_bits=32)
+    values = "struct_pack(" + ", ".join(
+        f"{quote_ident(f'c{i}')} := {quote_ident(c)}" for i, c in enumerate(source.delivered)
+    ) + ")"
+    keys = [quote_ident(k) for k in scan.keys]
+    h = quote_ident(scan.hash)
+    rows = (
+        f"SELECT {''.join(f'{quote_ident(a)} AS {b}, ' for a, b in zip(full.keys, keys))}"
+        f"{quote_ident(full.hash)} AS {h}, ({quote_ident(full.masks[0])} & 1) = 0 AS __heal_ok, "
+        f"{values} AS __heal_values FROM ({full.sql})"
+    )
+    match = " AND ".join([*(f"r.{k} IS NOT DISTINCT FROM p.{k}" for k in keys), f"r.{h} = p.{h}"])
+    group = ", ".join([*(f"r.{k}" for k in keys), f"r.{h}"])
+    con.execute(
+        f"{t.create(_EXACT)} AS SELECT {group}, count(DISTINCT r.__heal_values) AS d, "
+        f"count(DISTINCT r.__heal_values) FILTER (WHERE r.__heal_ok) AS d_ok "
+        f"FROM ({rows}) r SEMI JOIN (SELECT * FROM {t.pairs} WHERE n > 1) p ON {match} GROUP BY {group}"
+    )
+
+
+def _row_samples(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, criterion: str, *,
+                 contract: Contract, source: _Source) -> list[int]:
+    """The first rows, in file order, that break ``criterion``."""
+    if source.staged:
+        return [r[0] for r in con.execute(
+            f"SELECT _row FROM {t.rows} WHERE {_bits(scan, criterion)} ORDER BY _row LIMIT {SAMPLE}"
+        ).fetchall()]
+    # A file read in place has no row numbers: number the rows as they stream, stop at the 20th.
+    numbered = row_scan(contract, source.delivered, f"({source.numbered})", extra=("_row",))
+    order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        found = con.execute(
+            f"SELECT _row FROM ({numbered.sql}) WHERE {_bits(numbered, criterion)} LIMIT {SAMPLE}"
+        ).fetchall()
+    finally:
+        con.execute(f"SET preserve_insertion_order = {str(bool(order)).lower()}")
+    return sorted(r[0] for r in found)
+
+
+def csv_in_place(path: str, expected_columns: Sequence[str]) -> _Source | None:
+    """A delivery that is one plain UTF-8 CSV file with nothing to repair at its end, read in
+    place by one ``read_csv`` with the reader's sniffed options; None for anything else
+    (compressed, another encoding or format, several files, footers, a cut last line), which
+    ``read_delivery`` stages instead. Reading in place saves writing the rows to a table.
+    """
+    p = Path(path)
+    if "://" in path or not p.is_file() or p.stat().st_size == 0:
+        return None
+    try:
+        sniffed = probe(p)
+        if sniffed.compression or sniffed.container != "text" or sniffed.codec not in ("utf-8", "utf-8-sig"):
+            return None
+        head, complete = read_text_head(p)
+        if head.lstrip().startswith(("[", "{")):
+            return None
+        dialect = sniff_dialect(head, complete=complete, expected_columns=expected_columns)
+        if complete:
+            tail = scan_tail(head[dialect.data_start:], dialect, from_data_start=True)
+        else:
+            text, valid = read_text_tail(p)
+            if not valid:
+                return None
+            tail = scan_tail(text, dialect, from_data_start=False)
+    except InputError:
+        return None  # read_delivery says what is wrong
+    if tail.drop or tail.truncated is not None:
+        return None
+    names, _ = unique_names(dialect.names)
+    width = len(names)
+    declared = ", ".join(f"{quote_literal(f'c{i}')}: 'VARCHAR'" for i in range(width)) + ", 'cx': 'VARCHAR'"
+    newline = {"\n": "\\n", "\r\n": "\\r\\n", "\r": "\\r"}[dialect.newline]
+    parallel = not (dialect.quoted_newlines or tail.quoted_newlines)
+    reader = (
+        f"read_csv({quote_literal(str(p))}, columns={{{declared}}}, header={str(dialect.header).lower()}, "
+        f"skip={dialect.skip_lines}, delim={quote_literal(dialect.delimiter)}, quote={quote_literal(dialect.quote)}, "
+        f"escape={quote_literal(dialect.escape)}, new_line={quote_literal(newline)}, auto_detect=false, "
+        f"strict_mode=false, null_padding=true, allow_quoted_nulls=false, nullstr={quote_literal(NULL_SENTINEL)}, "
+        f"parallel={str(parallel).lower()}, buffer_size={4 * 1024 * 1024})"
+    )
+    columns = ", ".join(f"c{i} AS {quote_ident(n)}" for i, n in enumerate(names))
+    error = f"CASE WHEN cx IS NOT NULL OR c{width - 1} IS NULL THEN 'wrong_field_count' END AS _error"
+    relation = f"(SELECT {columns}, {error} FROM {reader})"
+    return _Source(relation, tuple(names), staged=False,
+                   numbered=f"SELECT row_number() OVER () AS _row, * FROM {relation}")
+
+
+def _judge_in_place(
+    con: duckdb.DuckDBPyConnection, source: _Source, *, contract: Contract, history: Sequence[int]
+) -> Verdict:
+    """Judge a file read in place, keeping the per-row table in a scratch database file."""
+    clock = Stopwatch()
+    folder = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0] or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="heal-vq-", suffix=".duckdb", dir=folder)
+    os.close(fd)
+    scratch = Path(name)
+    scratch.unlink()
+    con.execute(f"ATTACH {quote_literal(str(scratch))} AS heal_vq_scratch")
+    try:
+        return _judge(con, source, contract=contract, history=history, clock=clock,
+                      store=_Store("TABLE heal_vq_scratch.", "heal_vq_scratch."))
+    finally:
+        con.execute("DETACH heal_vq_scratch")
+        for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
+            leftover.unlink(missing_ok=True)
 
 
 def _volume(rows: int, history: Sequence[int], tolerance: float) -> Criterion:
@@ -138,8 +364,20 @@ def main(argv: list[str] | None = None) -> int:
         contract = load_contract(args.contract)
         history = [int(x) for x in args.history.split(",") if x.strip()]
         con = duckdb.connect()
-        delivery = read_delivery(con, args.path, expected_columns=contract.names)
-        verdict = check(con, delivery.table, contract=contract, history=history)
+        configure_working_connection(con, memory_limit=os.environ.get("HEAL_MEMORY_LIMIT", "256MB"))
+        con.execute("SET enable_progress_bar = false")
+        # DuckDB 2.0 would push TRY_CAST into read_csv as a strict type and fail on bad values.
+        con.execute("SET disabled_optimizers = 'type_pushdown'")
+        verdict = None
+        source = csv_in_place(args.path, contract.names)
+        if source is not None:
+            try:
+                verdict = _judge_in_place(con, source, contract=contract, history=history)
+            except duckdb.Error:
+                verdict = None  # e.g. bad UTF-8 deep in the file: the reader repairs it
+        if verdict is None:
+            delivery = read_delivery(con, args.path, expected_columns=contract.names)
+            verdict = check(con, delivery.table, contract=contract, history=history)
     except HealError as exc:
         return could_not_run(SKILL, exc)
     except ValueError:
