@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import duckdb
 
 from tools.contract import quote_ident
-from tools.verdict import ConfigError, RunLocked, TargetError
+from tools.verdict import ConfigError, Criterion, RunLocked, TargetError
 
 __all__ = [
     "HEAL_COLUMNS",
@@ -31,7 +31,10 @@ __all__ = [
     "LoadResult",
     "VerifiedLoad",
     "Sink",
+    "LOAD_CLASSES",
     "configure_working_connection",
+    "load_criteria",
+    "stage_file",
     "default_schema",
     "load_and_verify",
     "open_sink",
@@ -279,6 +282,46 @@ def load_and_verify(
 def default_schema(dialect: str) -> str:
     """The schema an unqualified table name lives in: ``main`` in DuckDB, ``public`` in PostgreSQL."""
     return "public" if dialect == "postgresql" else "main"
+
+
+LOAD_CLASSES = {"target_available": "transient", "all_rows_in": "load_failed"}
+
+
+def load_criteria(
+    sink: Sink,
+    staging: str,
+    *,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    key: Sequence[str],
+    mode: str,
+    run_id: str,
+    after: Callable[[], None] | None = None,
+) -> tuple[list[Criterion], VerifiedLoad | None]:
+    """Load and verify, as the criteria load-target and upsert-load report (see LOAD_CLASSES):
+    ``target_available`` fails when a retry may help, ``all_rows_in`` when the load rolled back."""
+    try:
+        done = load_and_verify(sink, staging, table=table, columns=columns, key=key, mode=mode,
+                               run_id=run_id, after=after)
+    except TargetError as exc:
+        if exc.transient:  # a lost connection or a lock not granted: nothing loaded, a retry may work
+            return [Criterion("target_available", False, str(exc), "the target accepts the load",
+                              "retry with backoff; nothing was loaded")], None
+        return [Criterion("target_available", True, "yes", "yes"),
+                Criterion("all_rows_in", False, str(exc), "every row, in one transaction",
+                          "nothing was loaded: the transaction rolled back")], None
+    return [Criterion("target_available", True, "yes", "yes"),
+            Criterion("all_rows_in", True, done.rows_tagged, done.rows_sent)], done
+
+
+def stage_file(sink: Sink, path: str, *, types: dict[str, str], table: str = "to_load") -> tuple[str, list[tuple[str, str]]]:
+    """Read a file of rows to load (a checker run by hand) into the sink's staging area.
+
+    Returns the staging table and its columns typed per ``types`` (others stay text)."""
+    from tools.readers import read_delivery  # deferred: only the scripts need it
+
+    delivery = read_delivery(sink.working_connection(), path, table=table)
+    return delivery.table, [(c, types.get(c, "VARCHAR")) for c in delivery.columns]
 
 
 def _split(table: str, default: str = "main") -> tuple[str, str]:

@@ -20,12 +20,11 @@ from collections.abc import Callable, Sequence
 
 from tools.context import StepContext
 from tools.contract import Contract, load_contract
-from tools.readers import read_delivery
-from tools.sinks import Sink, load_and_verify, open_sink
-from tools.verdict import Criterion, HealError, Stopwatch, TargetError, Verdict, could_not_run, finish
+from tools.sinks import LOAD_CLASSES, Sink, load_criteria, open_sink, stage_file
+from tools.verdict import Criterion, HealError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "load-target"
-CLASSES = {"no_key_conflict": "load_conflict", "target_available": "transient", "all_rows_in": "load_failed"}
+CLASSES = {"no_key_conflict": "load_conflict", **LOAD_CLASSES}
 
 
 def load(
@@ -46,30 +45,11 @@ def load(
                        f"{conflicts} keys are already in {contract.table}: run upsert-load")],
             failure_classes=CLASSES, metrics={"conflicts": conflicts}, duration_ms=clock.ms(),
         )
-    try:
-        done = load_and_verify(sink, staging, table=contract.table, columns=columns, key=contract.key,
-                               mode="insert", run_id=run_id, after=on_commit)
-    except TargetError as exc:
-        if exc.transient:  # a lost connection or a lock not granted: nothing loaded, a retry may work
-            return Verdict.from_criteria(
-                SKILL, [Criterion("target_available", False, str(exc), "the target accepts the load",
-                                  "retry with backoff; nothing was loaded")],
-                failure_classes=CLASSES, duration_ms=clock.ms(),
-            )
-        return Verdict.from_criteria(
-            SKILL, [Criterion("no_key_conflict", True, 0, 0),
-                    Criterion("all_rows_in", False, str(exc), "every row, in one transaction",
-                              "nothing was loaded: the transaction rolled back")],
-            failure_classes=CLASSES, duration_ms=clock.ms(),
-        )
-    return Verdict.from_criteria(
-        SKILL,
-        [Criterion("no_key_conflict", True, 0, 0),
-         Criterion("all_rows_in", True, done.rows_tagged, done.rows_sent)],
-        failure_classes=CLASSES,
-        metrics={"inserted": done.result.inserted, "updated": 0, "rows_loaded": done.rows_sent},
-        duration_ms=clock.ms(),
-    )
+    criteria, done = load_criteria(sink, staging, table=contract.table, columns=columns, key=contract.key,
+                                   mode="insert", run_id=run_id, after=on_commit)
+    metrics = {"inserted": done.result.inserted, "updated": 0, "rows_loaded": done.rows_sent} if done else {}
+    return Verdict.from_criteria(SKILL, [Criterion("no_key_conflict", True, 0, 0), *criteria],
+                                 failure_classes=CLASSES, metrics=metrics, duration_ms=clock.ms())
 
 
 def run_step(ctx: StepContext) -> Verdict:
@@ -88,11 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         contract = load_contract(args.contract)
         sink = open_sink(args.target)
-        delivery = read_delivery(sink.working_connection(), args.path, table="to_load")
-        types = {c.name: c.sql_type for c in contract.columns}
-        columns = [(c, types.get(c, "VARCHAR")) for c in delivery.columns]
-        verdict = load(sink, delivery.table, contract=contract, columns=columns,
-                       run_id=f"manual-{uuid.uuid4().hex[:8]}")
+        table, columns = stage_file(sink, args.path, types={c.name: c.sql_type for c in contract.columns})
+        verdict = load(sink, table, contract=contract, columns=columns, run_id=f"manual-{uuid.uuid4().hex[:8]}")
     except HealError as exc:
         return could_not_run(SKILL, exc)
     return finish(verdict, as_json=args.json, next_step="run upsert-load when keys conflict, else escalate")
