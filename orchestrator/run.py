@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from orchestrator.graph import CONTINUE, DONE, ESCALATE, Step, route
 from orchestrator.incidents import raise_alerts
 from orchestrator.ledger import Ledger, new_run_id
@@ -339,6 +341,11 @@ def _run_skill(skills: SkillRegistry, step: Step, ctx: StepContext) -> Verdict:
         return _synthetic(step.skill, "ran", str(exc), "transient" if exc.transient else "load_failed")
     except HealError as exc:
         return _synthetic(step.skill, "ran", str(exc), "transient")
+    except (duckdb.OutOfMemoryException, duckdb.IOException) as exc:
+        # The staging area ran out of memory or disk: nothing is loaded; say so instead of crashing.
+        first = str(exc).strip().splitlines()[0]
+        return _synthetic(step.skill, "ran", f"staging ran out of memory or disk: {first} "
+                          "(raise HEAL_MEMORY_LIMIT or free HEAL_TEMP_DIR)", "transient")
 
 
 def _synthetic(skill: str, criterion: str, detail: str, failure_class: str = "health_failed") -> Verdict:

@@ -243,7 +243,7 @@ def _plan_cents(con: duckdb.DuckDBPyConnection, table: str, source: str, col: Co
     now = " OR ".join(b for b in bounds if "/ 100" not in b) or "false"
     cents = " OR ".join(b for b in bounds if "/ 100" in b) or "false"
     median, out_now, out_cents = con.execute(
-        f"SELECT quantile_cont({v}, 0.5), count(*) FILTER (WHERE {now}), count(*) FILTER (WHERE {cents}) "
+        f"SELECT approx_quantile({v}, 0.5), count(*) FILTER (WHERE {now}), count(*) FILTER (WHERE {cents}) "
         f"FROM {quote_ident(table)}"
     ).fetchone()
     past = [float(p["columns"][col.name]["median"]) for p in history

@@ -181,9 +181,9 @@ def _evidence(con: duckdb.DuckDBPyConnection, table: str, sources: Sequence[str]
             f"count(*) FILTER (WHERE {ok} AND lower({v}) IN ('true', 'false', 't', 'f', 'yes', 'no', '0', '1'))",
             f"approx_count_distinct({ident}) FILTER (WHERE {ok})",
             f"avg(length({ident})) FILTER (WHERE {ok})",
-            f"quantile_cont({number}, 0.05) FILTER (WHERE {ok})",
-            f"quantile_cont({number}, 0.5) FILTER (WHERE {ok})",
-            f"quantile_cont({number}, 0.95) FILTER (WHERE {ok})",
+            f"approx_quantile({number}, 0.05) FILTER (WHERE {ok})",
+            f"approx_quantile({number}, 0.5) FILTER (WHERE {ok})",
+            f"approx_quantile({number}, 0.95) FILTER (WHERE {ok})",
             f"min({day}) FILTER (WHERE {ok})",
             f"max({day}) FILTER (WHERE {ok})",
         ]

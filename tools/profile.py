@@ -32,8 +32,8 @@ def profile_table(
         keys = ["rows", "nulls", "distinct"]
         if type_.upper().startswith(NUMERIC_TYPES):
             x = f"CAST({col} AS DOUBLE)"
-            stats += [f"min({x})", f"max({x})", f"avg({x})", f"quantile_cont({x}, 0.5)",
-                      f"quantile_cont({x}, 0.05)", f"quantile_cont({x}, 0.95)"]
+            stats += [f"min({x})", f"max({x})", f"avg({x})", f"approx_quantile({x}, 0.5)",
+                      f"approx_quantile({x}, 0.05)", f"approx_quantile({x}, 0.95)"]
             keys += ["min", "max", "mean", "median", "p05", "p95"]
             kind = "number"
         elif type_.upper() in ("DATE", "TIMESTAMP"):

@@ -46,37 +46,42 @@ def quarantine(
         "_error" if r.reason == "malformed_row" else f"CASE WHEN {r.predicate} THEN {quote_literal(r.reason)} END"
         for r in rules
     ]
+    breaks = [f"({r.predicate})" for r in rules]
     conflicts = key_conflicts_sql(table, contract, delivered)
     if conflicts:
+        # The conflicting keys, found once; every version of each is held.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE heal_conflict_keys AS {conflicts}")
         key_tuple = ", ".join(
             parse_sql(quote_ident(k), contract.column(k), contract.null_tokens) for k in contract.key
         )
         keys = ", ".join(quote_ident(k) for k in contract.key)
-        reasons.append(
-            f"CASE WHEN _error IS NULL AND ({key_tuple}) IN (SELECT ({keys}) FROM ({conflicts})) "
-            f"THEN 'duplicate_key_conflict' END"
-        )
+        conflict = f"(_error IS NULL AND ({key_tuple}) IN (SELECT ({keys}) FROM heal_conflict_keys))"
+        reasons.append(f"CASE WHEN {conflict} THEN 'duplicate_key_conflict' END")
+        breaks.append(conflict)
+    any_break = " OR ".join(breaks) or "false"
     row_json = "to_json({" + ", ".join(f"{quote_literal(c)}: {quote_ident(c)}" for c in delivered) + "})"
+    # Reasons and JSON are built only for the rows that break something (few), in one pass.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {quote_ident(quarantine_table)} AS "
-        f"SELECT _row AS row_number, reasons, CAST({row_json} AS VARCHAR) AS row_data FROM ("
-        f"SELECT *, concat_ws(';', {', '.join(reasons)}) AS reasons FROM {t}) WHERE reasons <> ''"
+        f"SELECT _row AS row_number, concat_ws(';', {', '.join(reasons)}) AS reasons, "
+        f"CAST({row_json} AS VARCHAR) AS row_data FROM {t} WHERE {any_break}"
     )
+    # The clean rows are a view: no copy of a large delivery.
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {quote_ident(out_table)} AS SELECT * FROM {t} "
+        f"CREATE OR REPLACE TEMP VIEW {quote_ident(out_table)} AS SELECT * FROM {t} "
         f"WHERE _row NOT IN (SELECT row_number FROM {quote_ident(quarantine_table)})"
     )
-    held, clean = con.execute(
-        f"SELECT (SELECT count(*) FROM {quote_ident(quarantine_table)}), (SELECT count(*) FROM {quote_ident(out_table)})"
+    held, total = con.execute(
+        f"SELECT (SELECT count(*) FROM {quote_ident(quarantine_table)}), (SELECT count(*) FROM {t})"
     ).fetchone()
+    clean = total - held
     by_reason = dict(con.execute(
         f"SELECT reason, count(*) FROM (SELECT unnest(string_split(reasons, ';')) AS reason "
         f"FROM {quote_ident(quarantine_table)}) GROUP BY reason ORDER BY reason"
     ).fetchall())
     # The repair must pass the rules it repairs: re-count every rule on the clean rows.
     still_bad = con.execute(
-        f"SELECT count(*) FROM {quote_ident(out_table)} WHERE "
-        + (" OR ".join(f"({r.predicate})" for r in rules) or "false")
+        f"SELECT count(*) FROM {quote_ident(out_table)} WHERE {any_break}"
     ).fetchone()[0]
     criteria = [
         Criterion("clean_rows_remain", clean > 0, clean, ">= 1",

@@ -49,7 +49,7 @@ def _typed(column: Column, contract: Contract) -> str:
 
 def _stats_sql(x: str, where: str) -> list[str]:
     filt = f" FILTER (WHERE {where})"
-    return [f"avg({x}){filt}" if s == "mean" else f"quantile_cont({x}, {_QUANTILES[s]}){filt}" for s in SHIFT_STATS]
+    return [f"avg({x}){filt}" if s == "mean" else f"approx_quantile({x}, {_QUANTILES[s]}){filt}" for s in SHIFT_STATS]
 
 
 def check(
