@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -26,7 +27,7 @@ from pathlib import Path
 from bench.generate import COUNT_NAMES, generate
 from bench.measure import run_measured
 from bench.report import Outcome, SizeResult, render_results, versions
-from bench.suite import CONTESTANTS, Contestant, Job
+from bench.suite import CONTESTANTS, REPO, Contestant, Job
 
 __all__ = ["main", "parse_size"]
 
@@ -63,6 +64,16 @@ def _warm(path: Path) -> None:
             pass
 
 
+def _why(stderr: str) -> str:
+    """The error line of a traceback (and where in our code it was raised), else the last lines."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b", line)]
+    ours = [line for line in lines if line.startswith("File ") and str(REPO) in line and "site-packages" not in line]
+    if errors:
+        return (errors[-1][:300] + (f" (at {ours[-1].split(str(REPO) + '/')[-1][:120]})" if ours else ""))
+    return " | ".join(lines[-3:])[-400:]
+
+
 def run_one(contestant: Contestant, job: Job, *, timeout_s: float) -> Outcome:
     """Run once; the outcome carries the counts, or the reason it produced none."""
     if contestant.fresh_target:
@@ -70,8 +81,8 @@ def run_one(contestant: Contestant, job: Job, *, timeout_s: float) -> Outcome:
             leftover.unlink(missing_ok=True)
     m = run_measured(contestant.argv(job), cwd=job.workdir, env=_env(), timeout_s=timeout_s)
     if m.returncode not in contestant.exit_codes:
-        tail = " | ".join(m.stderr.strip().splitlines()[-3:])[-400:]
-        return Outcome(m.wall_s, m.peak_rss_mib, None, f"exit {m.returncode}: {tail or m.stdout[-300:]}", m.method)
+        return Outcome(m.wall_s, m.peak_rss_mib, None, f"exit {m.returncode}: {_why(m.stderr) or m.stdout[-300:]}",
+                       m.method)
     try:
         counts = contestant.counts(m.stdout, job)
     except (ValueError, KeyError, IndexError, TypeError) as exc:  # output we cannot read

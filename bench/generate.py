@@ -6,8 +6,9 @@ any DuckDB version. Faults, one per faulty row at most:
 
 * 0.1 % of rows have one empty field (the column picked at random among the four);
 * 0.05 % have an out-of-range amount (above 10000, or 0.00 / negative);
-* 0.05 % repeat the ``sale_id`` (``100000000 + row``) of a row up to 1000 rows earlier with a corrected amount
-  (a conflicting duplicate key, never an exact duplicate row).
+* 0.05 % repeat the ``sale_id`` (``100000000 + row``) of an earlier row with a corrected amount
+  (a conflicting duplicate key, never an exact duplicate row): at most one per block of 1000
+  rows, taken from the same block, so a duplicated key appears exactly twice.
 
 The generator also computes the expected failure counts (see :data:`COUNT_NAMES`) from the
 written file, so every contestant is checked against the same truth.
@@ -24,7 +25,7 @@ import duckdb
 __all__ = ["COUNT_NAMES", "GENERATOR_VERSION", "Delivery", "expected_counts", "generate"]
 
 #: Bump when the rows a seed produces change, so cached files are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: What every contestant reports, and what each count means exactly:
 #: ``rows`` data rows (the header excluded); ``null_<col>`` rows whose field is empty;
@@ -60,14 +61,19 @@ def _rows_sql(rows: int, seed: int) -> str:
     draws = f"""
         SELECT i, a, {_mix("a")} AS b FROM ({base})
     """
+    # Duplicate keys: at most one per block of 1000 rows (in half the blocks), copying the key
+    # of an earlier row of the same block, so every duplicated key appears exactly twice.
+    blocks = f"""
+        SELECT *, {_mix(f"((i - 1) // 1000) * 2654435761 + {seed} * 104729 + 12345")} AS bh FROM ({draws})
+    """
     # fault: 0 none, 1 one empty field, 2 out-of-range amount, 3 duplicate key
     shaped = f"""
         SELECT i, a, b,
-            CASE WHEN a % 1000000 < 1000 THEN 1 WHEN a % 1000000 < 1500 THEN 2
-                 WHEN a % 1000000 < 2000 AND i > 1 THEN 3 ELSE 0 END AS fault,
+            CASE WHEN (bh >> 20) % 2 = 1 AND bh % 1000 >= 1 AND (i - 1) % 1000 = bh % 1000 THEN 3
+                 WHEN a % 1000000 < 1000 THEN 1 WHEN a % 1000000 < 1500 THEN 2 ELSE 0 END AS fault,
             (a >> 20) % 4 AS null_col,
-            greatest(1, i - 1 - ((b >> 8) % 1000)::BIGINT) AS j
-        FROM ({draws})
+            ((i - 1) // 1000) * 1000 + 1 + ((bh >> 24) % greatest(bh % 1000, 1))::BIGINT AS j
+        FROM ({blocks})
     """
     # The original row j of a duplicate key: its base values, recomputed from its own draws.
     joined = f"""

@@ -87,6 +87,7 @@ def counts_from_verdict(verdict: dict) -> dict[str, int]:
         "volume_ok": bool(by_id["volume_within_tolerance"]["pass"]),
         "unparseable": sum(observed("values_parse", f"unparseable:{c}") for c in ("sale_id", "date", "amount")),
         "malformed": observed("rows_parse", "malformed_row"),
+        "duration_ms": float(verdict.get("duration_ms") or 0.0),
     }
 
 

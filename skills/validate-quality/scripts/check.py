@@ -51,20 +51,8 @@ DETAILS = {
 ROW_CRITERIA = ("rows_parse", "no_null_critical", "values_parse", "values_in_range")
 SAMPLE = 20
 _BUCKET_BITS = 6  # integer keys are first counted per block of 64 consecutive values
-_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS = (
-    "__heal_vq_rows", "__heal_vq_candidates", "__heal_vq_pairs", "__heal_vq_exact", "__heal_vq_conflicts",
-)
-
-
-class _Store(NamedTuple):
-    """Where the working tables go: TEMP tables, or a scratch database file (compressed, so
-    a large delivery's per-row table costs little memory)."""
-
-    create: str  # e.g. "TEMP TABLE " or "TABLE scratch."
-    ref: str  # e.g. "" or "scratch."
-
-
-TEMP = _Store("TEMP TABLE ", "")
+_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS = ("rows", "candidates", "pairs", "exact", "conflicts")
+_SCRATCH = "heal_vq_scratch"
 
 
 class _Source(NamedTuple):
@@ -84,28 +72,28 @@ def check(
     history: Sequence[int] = (),
 ) -> Verdict:
     """Count every rule breach over the staged ``table``; ``history`` is recent row counts."""
-    clock = Stopwatch()
     source = _Source(quote_ident(table), tuple(data_columns(con, table)), staged=True)
-    return _judge(con, source, contract=contract, history=history, clock=clock, store=TEMP)
+    return _judge(con, source, contract=contract, history=history)
 
 
 def _judge(
-    con: duckdb.DuckDBPyConnection,
-    source: _Source,
-    *,
-    contract: Contract,
-    history: Sequence[int],
-    clock: Stopwatch,
-    store: _Store,
+    con: duckdb.DuckDBPyConnection, source: _Source, *, contract: Contract, history: Sequence[int]
 ) -> Verdict:
     """One pass judges every row into a small table (parsed key, row hash, rule bits); the
-    counts, the key check and the samples are then read from that table, not the rows."""
+    counts, the key check and the samples are then read from that table, not the rows.
+
+    The working tables live in a scratch database file, compressed, so that a large
+    delivery's per-row table costs little memory; the file is deleted at the end.
+    """
+    clock = Stopwatch()
     scan = row_scan(contract, source.delivered, source.relation, extra=("_row",) if source.staged else (),
                     hash_bits=32)
     assert scan.rules[0].criterion == "rows_parse"  # bit 0: the row is malformed
-    t = _Tables(store)
-    con.execute(f"{t.create(_ROWS)} AS {scan.sql}")
+    scratch = _scratch_path(con)
+    con.execute(f"ATTACH {quote_literal(str(scratch))} AS {_SCRATCH}")
+    t = _Tables(_SCRATCH)
     try:
+        con.execute(f"{t.create(_ROWS)} AS {scan.sql}")
         rows, per_rule = _rule_counts(con, scan, t)
         conflicting_keys, key_samples, exact_duplicates = _key_check(con, scan, t, contract=contract, source=source)
         criteria = []
@@ -121,8 +109,9 @@ def _judge(
                 if breaking else (),
             ))
     finally:
-        for table in (_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS):
-            con.execute(f"DROP TABLE IF EXISTS {store.ref}{table}")
+        con.execute(f"DETACH {_SCRATCH}")
+        for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
+            leftover.unlink(missing_ok=True)
     criteria.append(Criterion(
         id="key_unique",
         passed=conflicting_keys == 0,
@@ -153,13 +142,24 @@ def _bits(scan: RowScan, criterion: str | None = None) -> str:
 
 
 class _Tables:
-    """The working tables' names as created and as referenced, in one store."""
+    """The working tables' names in the scratch database, as created and as referenced."""
 
-    def __init__(self, store: _Store) -> None:
-        self.create = lambda name: f"CREATE OR REPLACE {store.create}{name}"
+    def __init__(self, database: str) -> None:
+        self.create = lambda name: f"CREATE OR REPLACE TABLE {database}.{name}"
         self.rows, self.candidates, self.pairs, self.exact, self.conflicts = (
-            f"{store.ref}{n}" for n in (_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS)
+            f"{database}.{n}" for n in (_ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS)
         )
+
+
+def _scratch_path(con: duckdb.DuckDBPyConnection) -> Path:
+    """A new file name in DuckDB's temp folder (when absolute), else the system's."""
+    setting = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    folder = Path(setting) if setting and Path(setting).is_absolute() else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="heal-vq-", suffix=".duckdb", dir=folder)
+    os.close(fd)
+    Path(name).unlink()  # DuckDB creates it
+    return Path(name)
 
 
 def _rule_counts(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables) -> tuple[int, dict[str, int]]:
@@ -179,8 +179,8 @@ def _key_check(
 ) -> tuple[int, list[object], int]:
     """(keys with different contents, the first 20 of them, exact duplicate rows).
 
-    Rows are told apart by a 64-bit hash of their text, and rows that share a key and a hash
-    are then compared value by value, so the answer is exact. An integer key is first
+    Rows are told apart by a 32-bit hash, and rows that share a key and a hash are then
+    compared value by value, so the answer is exact. An integer key is first
     counted per block of 64 values (with a mask of the values seen): only the rows of blocks
     where a value repeats are grouped by key, which keeps memory small on large deliveries.
     """
@@ -313,27 +313,6 @@ def csv_in_place(path: str, expected_columns: Sequence[str]) -> _Source | None:
                    numbered=f"SELECT row_number() OVER () AS _row, * FROM {relation}")
 
 
-def _judge_in_place(
-    con: duckdb.DuckDBPyConnection, source: _Source, *, contract: Contract, history: Sequence[int]
-) -> Verdict:
-    """Judge a file read in place, keeping the per-row table in a scratch database file."""
-    clock = Stopwatch()
-    folder = Path(con.execute("SELECT current_setting('temp_directory')").fetchone()[0] or tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="heal-vq-", suffix=".duckdb", dir=folder)
-    os.close(fd)
-    scratch = Path(name)
-    scratch.unlink()
-    con.execute(f"ATTACH {quote_literal(str(scratch))} AS heal_vq_scratch")
-    try:
-        return _judge(con, source, contract=contract, history=history, clock=clock,
-                      store=_Store("TABLE heal_vq_scratch.", "heal_vq_scratch."))
-    finally:
-        con.execute("DETACH heal_vq_scratch")
-        for leftover in (scratch, scratch.with_name(scratch.name + ".wal")):
-            leftover.unlink(missing_ok=True)
-
-
 def _volume(rows: int, history: Sequence[int], tolerance: float) -> Criterion:
     if not history:
         return Criterion("volume_within_tolerance", True, rows, None, "no history yet: nothing to compare")
@@ -364,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         contract = load_contract(args.contract)
         history = [int(x) for x in args.history.split(",") if x.strip()]
         con = duckdb.connect()
-        configure_working_connection(con, memory_limit=os.environ.get("HEAL_MEMORY_LIMIT", "256MB"))
+        configure_working_connection(con, memory_limit=os.environ.get("HEAL_MEMORY_LIMIT", "128MB"))
         con.execute("SET enable_progress_bar = false")
         # DuckDB 2.0 would push TRY_CAST into read_csv as a strict type and fail on bad values.
         con.execute("SET disabled_optimizers = 'type_pushdown'")
@@ -372,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         source = csv_in_place(args.path, contract.names)
         if source is not None:
             try:
-                verdict = _judge_in_place(con, source, contract=contract, history=history)
+                verdict = _judge(con, source, contract=contract, history=history)
             except duckdb.Error:
                 verdict = None  # e.g. bad UTF-8 deep in the file: the reader repairs it
         if verdict is None:
