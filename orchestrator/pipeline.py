@@ -9,19 +9,15 @@ from typing import Any
 import yaml
 
 from orchestrator.graph import FIRST_STEP, SPECIAL_TARGETS, RetryPolicy, Step, reference_steps
+from tools.context import SourceSpec
 from tools.contract import Contract, contract_from_dict, pipeline_schema
 from tools.verdict import FAILURE_CLASSES, ConfigError
 
 __all__ = ["Pipeline", "Source", "load_pipeline", "parse_pipeline", "pipeline_schema"]
 
 
-@dataclass(frozen=True)
-class Source:
-    uri: str
-    fallback: str | None = None
-    checksum: str | None = None
-    min_bytes: int = 1
-    timeout_s: float = 10.0
+#: A pipeline's source: the same shape a step sees, with ``{date}`` still unfilled.
+Source = SourceSpec
 
 
 @dataclass(frozen=True)

@@ -166,12 +166,10 @@ def run_pipeline(
     try:
         ledger = Ledger(sink)
         run_id = new_run_id(run_date)
-        source = SourceSpec(
+        source = replace(
+            pipeline.source,
             uri=resolve_uri(pipeline.source.uri, run_date=run_date),
             fallback=resolve_uri(pipeline.source.fallback, run_date=run_date) if pipeline.source.fallback else None,
-            checksum=pipeline.source.checksum,
-            min_bytes=pipeline.source.min_bytes,
-            timeout_s=pipeline.source.timeout_s,
         )
         history = History(
             volumes=tuple(ledger.loaded_counts(pipeline.name, limit=pipeline.contract.volume_window)),
