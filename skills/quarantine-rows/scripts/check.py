@@ -19,9 +19,10 @@ import sys
 import duckdb
 
 from tools.context import StepContext
-from tools.contract import Contract, load_contract, parse_sql, quote_ident, quote_literal
+from tools.contract import Contract, load_contract, quote_ident, quote_literal
 from tools.readers import read_delivery
-from tools.rules import data_columns, key_conflicts_sql, row_rules
+from tools.rules import data_columns
+from tools.typed_rows import derive, repeated_rows, typed_rows
 from tools.verdict import Criterion, HealError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "quarantine-rows"
@@ -38,41 +39,42 @@ def quarantine(
 ) -> Verdict:
     """Split ``table`` into ``out_table`` (clean) and ``quarantine_table`` (_row, reasons, row_data)."""
     clock = Stopwatch()
-    delivered = data_columns(con, table)
-    rules = row_rules(contract, delivered)
-    t = quote_ident(table)
+    typed = typed_rows(con, table, contract=contract)  # parsed once, shared with the other steps
+    base = quote_ident(typed.source)
     # A row the reader could not parse carries the reader's own code (e.g. truncated_line).
-    reasons = [
-        "_error" if r.reason == "malformed_row" else f"CASE WHEN {r.predicate} THEN {quote_literal(r.reason)} END"
-        for r in rules
-    ]
-    breaks = [f"({r.predicate})" for r in rules]
-    conflicts = key_conflicts_sql(table, contract, delivered)
-    if conflicts:
-        # The conflicting keys, found once; every version of each is held.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE heal_conflict_keys AS {conflicts}")
-        key_tuple = ", ".join(
-            parse_sql(quote_ident(k), contract.column(k), contract.null_tokens) for k in contract.key
+    reasons = ["CASE WHEN b._error IS NOT NULL THEN b._error END" if r.reason == "malformed_row" else code
+               for r, code in zip(typed.rules, typed.reason_codes())]
+    breaks = [typed.breaks()]
+    if typed.key:
+        # The keys held by rows with different contents, found once; every version of each is held.
+        repeated = repeated_rows(con, typed)
+        keys = ", ".join(quote_ident(k) for k in typed.key)
+        not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in typed.key)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE heal_conflict_keys AS SELECT {keys} FROM {quote_ident(repeated)} "
+            f"WHERE NOT __heal_bad AND {not_null} GROUP BY {keys} HAVING min(__heal_text) <> max(__heal_text)"
         )
-        keys = ", ".join(quote_ident(k) for k in contract.key)
-        conflict = f"(_error IS NULL AND ({key_tuple}) IN (SELECT ({keys}) FROM heal_conflict_keys))"
-        reasons.append(f"CASE WHEN {conflict} THEN 'duplicate_key_conflict' END")
-        breaks.append(conflict)
-    any_break = " OR ".join(breaks) or "false"
-    row_json = "to_json({" + ", ".join(f"{quote_literal(c)}: {quote_ident(c)}" for c in delivered) + "})"
-    # Reasons and JSON are built only for the rows that break something (few), in one pass.
+        con.execute(f"DROP TABLE {quote_ident(repeated)}")
+        held_keys = ", ".join(f"t.{quote_ident(k)}" for k in typed.key)
+        conflict = f"(NOT {typed.breaks('rows_parse')} AND ({{}}) IN (SELECT ({keys}) FROM heal_conflict_keys))"
+        reasons.append(f"CASE WHEN {conflict.format(held_keys)} THEN 'duplicate_key_conflict' END")
+        breaks.append(conflict.format(keys))
+    any_break = " OR ".join(breaks)
+    row_json = "to_json({" + ", ".join(f"{quote_literal(c)}: b.{quote_ident(c)}" for c in typed.delivered) + "})"
+    # Reasons and JSON are built only for the rows that break something (few).
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {quote_ident(quarantine_table)} AS "
-        f"SELECT _row AS row_number, concat_ws(';', {', '.join(reasons)}) AS reasons, "
-        f"CAST({row_json} AS VARCHAR) AS row_data FROM {t} WHERE {any_break}"
+        f"SELECT b._row AS row_number, concat_ws(';', {', '.join(reasons)}) AS reasons, "
+        f"CAST({row_json} AS VARCHAR) AS row_data "
+        f"FROM (SELECT * FROM {typed.sql} WHERE {any_break}) t JOIN {base} b ON b._row = t._row"
     )
-    # The clean rows are a view: no copy of a large delivery.
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {quote_ident(out_table)} AS SELECT * FROM {t} "
-        f"WHERE _row NOT IN (SELECT row_number FROM {quote_ident(quarantine_table)})"
-    )
+    # The clean rows are a view: no copy of a large delivery; their typed rows are a view too.
+    held_rows = f"SELECT row_number FROM {quote_ident(quarantine_table)}"
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(out_table)} AS SELECT * FROM {base} "
+                f"WHERE _row NOT IN ({held_rows})")
+    derive(con, typed, out_table, without=held_rows, contract=contract)
     held, total = con.execute(
-        f"SELECT (SELECT count(*) FROM {quote_ident(quarantine_table)}), (SELECT count(*) FROM {t})"
+        f"SELECT (SELECT count(*) FROM {quote_ident(quarantine_table)}), (SELECT count(*) FROM {typed.sql})"
     ).fetchone()
     clean = total - held
     by_reason = dict(con.execute(
@@ -81,7 +83,7 @@ def quarantine(
     ).fetchall())
     # The repair must pass the rules it repairs: re-count every rule on the clean rows.
     still_bad = con.execute(
-        f"SELECT count(*) FROM {quote_ident(out_table)} WHERE {any_break}"
+        f"SELECT count(*) FROM {typed.sql} WHERE ({any_break}) AND _row NOT IN ({held_rows})"
     ).fetchone()[0]
     criteria = [
         Criterion("clean_rows_remain", clean > 0, clean, ">= 1",

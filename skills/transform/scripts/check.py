@@ -20,12 +20,12 @@ import duckdb
 from tools.context import StepContext
 from tools.contract import Contract, load_contract, quote_ident, quote_literal
 from tools.readers import read_delivery
-from tools.rules import data_columns, row_rules, typed_sql
+from tools.typed_rows import repeated_rows, typed_rows
 from tools.verdict import Criterion, HealError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "transform"
 CLASSES = {"required_columns": "schema_mismatch", "all_values_typed": "type_drift", "tax_amount_computed": "type_drift", "region_assigned": "type_drift"}
-_LOST, _KEY, _BLOCKS = "__heal_lost", "__heal_key", "__heal_transform_blocks"
+_DROPPED = "__heal_transform_dropped"
 
 
 def transform(
@@ -35,27 +35,20 @@ def transform(
     contract: Contract,
     out_table: str = "transformed",
 ) -> Verdict:
-    """Type, de-duplicate and derive in one pass over ``table``; count what typing would lose."""
+    """Type, de-duplicate and derive ``table``; count what typing would lose."""
     clock = Stopwatch()
-    delivered = data_columns(con, table)
-    present = set(delivered)
+    typed = typed_rows(con, table, contract=contract)  # parsed once, shared with the other steps
+    present = set(typed.typed)
     settings: dict[str, Any] = contract.transform
     select: list[str] = []
     columns: list[tuple[str, str]] = []
     for col in contract.columns:
         ident = quote_ident(col.name)
-        if col.name in present:
-            select.append(f"{typed_sql(ident, col, contract.null_tokens)} AS {ident}")
-        else:
-            select.append(f"CAST(NULL AS {col.sql_type}) AS {ident}")
+        select.append(ident if col.name in present else f"CAST(NULL AS {col.sql_type}) AS {ident}")
         columns.append((col.name, col.sql_type))
-    extras = [c for c in delivered if c not in contract.names]
     if contract.extra_columns == "keep":
-        select += [quote_ident(c) for c in extras]
-        columns += [(c, "VARCHAR") for c in extras]
-    # A value with text that does not parse would be lost: the same rule validate-quality counts.
-    lost = [r.predicate for r in row_rules(contract, delivered) if r.criterion == "values_parse"]
-    lost_sql = " + ".join(f"(CASE WHEN {p} THEN 1 ELSE 0 END)" for p in lost) or "0"
+        select += [quote_ident(c) for c in typed.extras]
+        columns += [(c, "VARCHAR") for c in typed.extras]
     derived = []
     amount = settings.get("amount_column", "amount")
     if "tax_rate" in settings and amount in contract.names:
@@ -71,25 +64,34 @@ def transform(
         default = quote_literal(region.get("default", "unknown"))
         derived.append(f"CASE {whens} ELSE {default} END AS region")
         columns.append(("region", "VARCHAR"))
-    rows = _distinct_rows(con, table, contract=contract, delivered=delivered)
-    typed = f"SELECT {', '.join(select)}, ({lost_sql}) AS {_LOST} FROM ({rows})"
+    # Exact duplicate rows (same delivered text) are kept once: the first in file order.
+    repeated = quote_ident(repeated_rows(con, typed))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_DROPPED} AS SELECT _row FROM (SELECT _row, row_number() OVER "
+        f"(PARTITION BY __heal_text ORDER BY _row) AS n FROM {repeated}) WHERE n > 1"
+    )
+    con.execute(f"DROP TABLE {repeated}")
+    kept = f"(SELECT * FROM {typed.sql} WHERE _row NOT IN (SELECT _row FROM {_DROPPED}))"
     out = quote_ident(out_table)
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {out} AS "
-            f"SELECT *{', ' if derived else ''}{', '.join(derived)} FROM ({typed})"
-        )
-    finally:
-        con.execute(f"DROP TABLE IF EXISTS {_BLOCKS}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {out} AS "
+        f"SELECT {', '.join(select)}{', ' if derived else ''}{', '.join(derived)} FROM {kept}"
+    )
+    # A value with text that does not parse would be lost: the same rule validate-quality counts.
+    lost = " + ".join(
+        f"bit_count({quote_ident(m)} & {bits})::BIGINT" for m, bits in typed.bits("values_parse")
+    ) or "0"
+    rows_in, unparsed = con.execute(
+        f"SELECT (SELECT count(*) FROM {typed.sql}), (SELECT coalesce(sum({lost}), 0) FROM {kept})"
+    ).fetchone()
+    con.execute(f"DROP TABLE {_DROPPED}")
     has_tax = "tax_amount" in dict(columns)
-    rows_out, unparsed, missing_tax, missing_region = con.execute(
-        f"SELECT count(*), coalesce(sum({_LOST}), 0), "
+    rows_out, missing_tax, missing_region = con.execute(
+        "SELECT count(*), "
         + (f"count(*) FILTER (WHERE tax_amount IS NULL AND {quote_ident(amount)} IS NOT NULL)" if has_tax else "0")
         + ", " + ("count(*) FILTER (WHERE region IS NULL)" if region else "0")
         + f" FROM {out}"
     ).fetchone()
-    con.execute(f"ALTER TABLE {out} DROP COLUMN {_LOST}")
-    rows_in = con.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()[0]
     missing = [c.name for c in contract.columns if c.required and c.name not in present]
     criteria = [
         Criterion("required_columns", not missing, missing, [],
@@ -104,32 +106,6 @@ def transform(
         metrics={"rows_in": rows_in, "rows_out": rows_out, "duplicates_removed": rows_in - rows_out},
         artifacts={"table": out_table, "columns": columns},
         duration_ms=clock.ms(),
-    )
-
-
-def _distinct_rows(con: duckdb.DuckDBPyConnection, table: str, *, contract: Contract, delivered: list[str]) -> str:
-    """SQL for the distinct rows of ``table``: exact duplicates kept once.
-
-    With one integer key, keys are first counted per block of 64 values; rows in blocks
-    where no key repeats are distinct already, so only the few others go through DISTINCT.
-    """
-    cols = ", ".join(quote_ident(c) for c in delivered)
-    t = quote_ident(table)
-    if not delivered:
-        return f"SELECT DISTINCT * FROM {t}"
-    key = contract.key[0] if len(contract.key) == 1 else None
-    if key is None or key not in delivered or contract.column(key).type not in ("bigint", "integer"):
-        return f"SELECT DISTINCT {cols} FROM {t}"
-    k = typed_sql(quote_ident(key), contract.column(key), contract.null_tokens)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_BLOCKS} AS SELECT k >> 6 AS b FROM (SELECT {k} AS k FROM {t}) "
-        f"WHERE k IS NOT NULL GROUP BY b HAVING count(*) > bit_count(bit_or(1::UBIGINT << (k & 63)::INTEGER))"
-    )
-    return (
-        f"SELECT {cols} FROM (SELECT *, {k} AS {_KEY} FROM {t}) "
-        f"WHERE {_KEY} IS NOT NULL AND {_KEY} >> 6 NOT IN (SELECT b FROM {_BLOCKS}) "
-        f"UNION ALL SELECT DISTINCT {cols} FROM (SELECT *, {k} AS {_KEY} FROM {t}) "
-        f"WHERE {_KEY} IS NULL OR {_KEY} >> 6 IN (SELECT b FROM {_BLOCKS})"
     )
 
 

@@ -26,10 +26,10 @@ from typing import Any
 import duckdb
 
 from tools.context import StepContext
-from tools.contract import Column, Contract, load_contract, parse_sql, quote_ident
+from tools.contract import Contract, load_contract, quote_ident
 from tools.history import SHIFT_STATS, distribution_shift, expected_volume, freshness
 from tools.readers import read_delivery
-from tools.rules import data_columns
+from tools.typed_rows import typed_rows
 from tools.verdict import ConfigError, HealError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "validate-history"
@@ -41,10 +41,6 @@ CLASSES = {
 NUMERIC = ("bigint", "integer", "decimal", "double")
 DATES = ("date", "timestamp")
 _QUANTILES = {"median": 0.5, "p05": 0.05, "p95": 0.95}
-
-
-def _typed(column: Column, contract: Contract) -> str:
-    return parse_sql(f"CAST({quote_ident(column.name)} AS VARCHAR)", column, contract.null_tokens)
 
 
 def _stats_sql(x: str, where: str) -> list[str]:
@@ -68,21 +64,22 @@ def check(
     are ``{"run_date", "columns": {name: profile}}`` of earlier loaded runs, newest first.
     """
     clock = Stopwatch()
-    delivered = set(data_columns(con, table))
+    typed = typed_rows(con, table, contract=contract)  # parsed once, shared with the later steps
+    delivered = set(typed.typed)
     dated = [c for c in contract.columns if c.type in DATES and c.name in delivered]
     if date_column is not None:
         dated = [c for c in dated if c.name == date_column]
         if not dated:
             raise ConfigError(f"date_column {date_column!r} is not a date or timestamp column of this delivery")
     numeric = [c for c in contract.columns if c.type in NUMERIC and c.name in delivered and c.name not in contract.key]
-    parts = ["count(*)"] + ([f"max({_typed(dated[0], contract)})"] if dated else [])
+    parts = ["count(*)"] + ([f"max({quote_ident(dated[0].name)})"] if dated else [])
     for c in numeric:
-        x = f"CAST({_typed(c, contract)} AS DOUBLE)"
+        x = f"CAST({quote_ident(c.name)} AS DOUBLE)"
         bounds = [f"{x} >= {c.min!r}"] * (c.min is not None) + [f"{x} <= {c.max!r}"] * (c.max is not None)
         in_range = " AND ".join(bounds) or "true"
         parts += [f"count({x})", f"count({x}) FILTER (WHERE {in_range})"]
         parts += _stats_sql(x, "true") + _stats_sql(x, in_range)
-    row = list(con.execute(f"SELECT {', '.join(parts)} FROM {quote_ident(table)}").fetchone())
+    row = list(con.execute(f"SELECT {', '.join(parts)} FROM {typed.sql}").fetchone())
     rows = row.pop(0)
     newest = row.pop(0) if dated else None
     current: dict[str, dict[str, float]] = {}

@@ -1,0 +1,278 @@
+"""A staged delivery typed once, in one pass, for every later step to read.
+
+The reader stages a delivery as text (:mod:`tools.readers`). Each step used to parse that
+text again with the contract's rules; on a large delivery that parse was most of the
+run. :func:`typed_rows` parses it once into a TEMP table holding, per row: ``_row``, every
+contract column present as its typed value (exactly :func:`tools.contract.parse_sql`),
+the extra columns as text, the rule bit masks of :func:`tools.rules.row_scan` and a row
+hash. Later steps find that table again by the relation's identity (its catalog oid, size
+and columns) and the contract, so a replaced or renamed relation is typed afresh.
+
+A relation derived by dropping rows of a typed one (the clean rows quarantine-rows leaves)
+is registered with :func:`derive` and typed as a view over the same table: no second pass.
+
+Rows that might repeat (:func:`repeated_rows`) are found from typed keys; their text is read
+back from the staged relation only for those few rows, so duplicates and conflicting keys
+are judged on exactly the delivered text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+
+from tools.contract import Contract, quote_ident, quote_literal
+from tools.rules import META_COLUMNS, RowRule, data_columns, plain_text_sql, row_rules, typed_sql
+
+__all__ = ["TypedRows", "derive", "repeated_rows", "typed_rows"]
+
+_TAG = "heal-typed:"  # the comment on a typed relation: which relation and contract it types
+_MASK_BITS = 63
+
+
+@dataclass(frozen=True)
+class TypedRows:
+    """Where the typed rows of a staged relation are, and what their columns mean."""
+
+    relation: str  # the typed table or view (a plain name; quote it)
+    source: str  # the staged text relation it types
+    delivered: tuple[str, ...]  # the source's data columns, in order
+    typed: tuple[str, ...]  # contract columns present, typed, under their own names
+    extras: tuple[str, ...]  # delivered columns the contract does not name (text)
+    key: tuple[str, ...]  # the contract key, when every key column is present
+    rules: tuple[RowRule, ...]
+    masks: tuple[str, ...]
+    hash: str  # equal rows hash equal; equal hashes must still be compared
+
+    @property
+    def sql(self) -> str:
+        return quote_ident(self.relation)
+
+    def bits(self, criterion: str | None = None, *, reason: str | None = None) -> list[tuple[str, int]]:
+        """(mask column, bits) of the rules of ``criterion`` (or with ``reason``; all rules when neither)."""
+        found = []
+        for j, mask in enumerate(self.masks):
+            bits = sum(1 << (i - _MASK_BITS * j) for i, r in enumerate(self.rules)
+                       if i // _MASK_BITS == j and (criterion is None or r.criterion == criterion)
+                       and (reason is None or r.reason == reason))
+            if bits:
+                found.append((mask, bits))
+        return found
+
+    def breaks(self, criterion: str | None = None, *, reason: str | None = None) -> str:
+        """SQL true when a row breaks some rule (of ``criterion``, or with ``reason``, when given)."""
+        parts = [f"({quote_ident(m)} & {b}) <> 0" for m, b in self.bits(criterion, reason=reason)]
+        return "(" + (" OR ".join(parts) or "false") + ")"
+
+    def reason_codes(self) -> list[str]:
+        """One SQL expression per rule: its reason code where the row breaks it, else NULL."""
+        return [f"CASE WHEN {self.breaks(reason=r.reason)} THEN {quote_literal(r.reason)} END" for r in self.rules]
+
+
+def _signature(con: duckdb.DuckDBPyConnection, relation: str, contract: Contract) -> str | None:
+    row = con.execute(
+        "SELECT table_oid::VARCHAR || ':' || estimated_size::VARCHAR FROM duckdb_tables() "
+        "WHERE table_name = ? AND temporary UNION ALL "
+        "SELECT view_oid::VARCHAR FROM duckdb_views() WHERE view_name = ? AND temporary",
+        [relation, relation],
+    ).fetchone()
+    if row is None:
+        return None  # not a TEMP relation of this connection: type it every time
+    columns = [d[0] for d in con.execute(f"SELECT * FROM {quote_ident(relation)} LIMIT 0").description]
+    text = repr((relation, row[0], columns, contract.columns, contract.key, contract.null_tokens,
+                 contract.extra_columns))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _find(con: duckdb.DuckDBPyConnection, signature: str) -> str | None:
+    row = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND comment = ? UNION ALL "
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND comment = ?",
+        [_TAG + signature, _TAG + signature],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _layout(delivered: Sequence[str], contract: Contract, relation: str, source: str) -> TypedRows:
+    """Names of the typed relation's columns (meta names never collide with delivered ones)."""
+    present = set(delivered)
+    taken = set(delivered) | set(META_COLUMNS)
+    rules = tuple(row_rules(contract, delivered))  # the order row_scan's masks use
+    masks = tuple(_fresh(f"__heal_m{j}", taken) for j in range(0, max(len(rules), 1), _MASK_BITS))
+    return TypedRows(
+        relation=relation, source=source, delivered=tuple(delivered),
+        typed=tuple(c.name for c in contract.columns if c.name in present),
+        extras=tuple(c for c in delivered if c not in contract.names),
+        key=tuple(contract.key) if contract.key and all(k in present for k in contract.key) else (),
+        rules=rules, masks=masks, hash=_fresh("__heal_h", taken),
+    )
+
+
+def typed_rows(con: duckdb.DuckDBPyConnection, relation: str, *, contract: Contract) -> TypedRows:
+    """The typed rows of the staged ``relation`` (built now, or found from an earlier step)."""
+    delivered = data_columns(con, relation)
+    signature = _signature(con, relation, contract)
+    found = _find(con, signature) if signature else None
+    have = {d[0] for d in con.execute(f"SELECT * FROM {quote_ident(relation)} LIMIT 0").description}
+    staged = relation if {"_row", "_error"} <= have else f"__heal_numbered_{signature or 'x'}"
+    if found is not None:
+        return _layout(delivered, contract, found, staged)
+    name = f"__heal_typed_{signature or 'x'}"
+    if staged != relation:  # not staged by the reader: number its rows once
+        missing = ", ".join(m for m in ("_row", "_error") if m not in have)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {quote_ident(staged)} AS SELECT * EXCLUDE ({missing}), "
+            + ("_row, " if "_row" in have else "row_number() OVER () AS _row, ")
+            + ("_error " if "_error" in have else "NULL::VARCHAR AS _error ")
+            + f"FROM (SELECT *{''.join(f', NULL AS {m}' for m in ('_row', '_error') if m not in have)} "
+            f"FROM {quote_ident(relation)})"
+        )
+    layout = _layout(delivered, contract, name, staged)
+    sql = _typing_sql(contract, layout, staged)
+    if signature:
+        _drop_stale(con, relation)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_ident(name)} AS {sql}")
+    if signature:
+        con.execute(f"COMMENT ON TABLE {quote_ident(name)} IS {quote_literal(_TAG + signature)}")
+        con.execute(f"COMMENT ON COLUMN {quote_ident(name)}._row IS {quote_literal(relation)}")
+    return layout
+
+
+def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
+    """One pass: each value parsed once; rules judged on the parsed values where that settles them.
+
+    A column value that parses (exactly ``parse_sql``) and is in range breaks no rule, and a
+    null in an optional column breaks none either. A row whose columns are all settled so is
+    passed with mask 0; every other row is judged by each rule's own predicate on the text,
+    so the masks are exactly those of ``row_rules``.
+    """
+    tokens = contract.null_tokens
+    clean_tokens = [t for t in tokens if t == t.strip()]  # raw IN these implies trim(raw) IN tokens
+    taken = set(layout.delivered) | set(META_COLUMNS) | set(layout.masks) | {layout.hash}
+    values = {c: _fresh(f"__heal_t{i}", taken) for i, c in enumerate(layout.typed)}
+    ok_name = _fresh("__heal_ok", taken)
+    parsed, ok = [], ["_error IS NULL"]
+    ruled = {r.reason.split(":", 1)[1] for r in layout.rules if ":" in r.reason}
+    critical = {c.name for c in contract.critical}  # key columns are critical too
+    for col in contract.columns:
+        raw = quote_ident(col.name)
+        if col.name not in values:
+            if col.name in critical:
+                ok.append("false")  # null in every row: the rules judge each row
+            continue
+        v = quote_ident(values[col.name])
+        value = typed_sql(raw, col, tokens)
+        if col.type == "text":  # most text needs no trim to tell it is there
+            value = f"(CASE WHEN {plain_text_sql(raw, tokens)} THEN {raw} ELSE {value} END)"
+        parsed.append(f"{value} AS {v}")
+        if col.name not in ruled:
+            continue
+        bounds = [f"{v} < {col.min!r}"] * (col.min is not None) + [f"{v} > {col.max!r}"] * (col.max is not None)
+        good = f"{v} IS NOT NULL" + (f" AND NOT ({' OR '.join(bounds)})" if bounds else "")
+        if col.name not in critical:  # a null is no breach in an optional column
+            listed = ", ".join(quote_literal(t) for t in clean_tokens)
+            good = f"({good}) OR {raw} IS NULL" + (f" OR {raw} IN ({listed})" if listed else "")
+        ok.append(f"({good})")
+    masks = []
+    for j, mask in enumerate(layout.masks):
+        part = layout.rules[j * _MASK_BITS:(j + 1) * _MASK_BITS]
+        bits = " | ".join(f"CASE WHEN {r.predicate} THEN {1 << i} ELSE 0 END" for i, r in enumerate(part)) or "0"
+        kind = "BIGINT" if len(part) > 31 else "INTEGER" if len(part) > 15 else "SMALLINT" if len(part) > 7 else "TINYINT"
+        masks.append(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {bits} END)::{kind} AS {quote_ident(mask)}")
+    # Equal rows hash equal, which is all a hash promises: rows that hash equal must be compared.
+    delivered = [quote_ident(c) for c in layout.delivered]
+    text_hash = f"hash({', '.join(delivered)})" if delivered else "0::UBIGINT"
+    typed_hash = f"hash({', '.join(quote_ident(values.get(c, c)) for c in layout.delivered)})" if delivered else text_hash
+    outer = ", ".join([
+        "_row",
+        *(f"{quote_ident(values[c])} AS {quote_ident(c)}" for c in layout.typed),
+        *(quote_ident(c) for c in layout.extras),
+        *masks,
+        f"(CASE WHEN {quote_ident(ok_name)} THEN {typed_hash} ELSE {text_hash} END) AS {quote_ident(layout.hash)}",
+    ])
+    inner = f"SELECT *{''.join(', ' + p for p in parsed)} FROM {quote_ident(staged)}"
+    return f"SELECT {outer} FROM (SELECT *, ({' AND '.join(ok)}) AS {quote_ident(ok_name)} FROM ({inner}))"
+
+
+def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
+    """Typed tables of an earlier version of ``relation`` (and views over them) are no longer read."""
+    stale = con.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE database_name = 'temp' AND column_name = '_row' AND comment = ? "
+        "AND starts_with(table_name, '__heal_typed_')",
+        [relation],
+    ).fetchall()
+    for (name,) in stale:
+        for (view,) in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE temporary AND contains(sql, ?)", [name]
+        ).fetchall():
+            con.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
+        con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+
+
+def derive(con: duckdb.DuckDBPyConnection, rows: TypedRows, view: str, *, without: str, contract: Contract) -> None:
+    """Register the typed rows of ``view``: the rows of ``rows.source`` whose ``_row`` is not in
+    the SQL query ``without``, so typing ``view`` reads ``rows`` instead of parsing again."""
+    signature = _signature(con, view, contract)
+    if signature is None or data_columns(con, view) != list(rows.delivered):
+        return
+    name = f"__heal_typed_{signature}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {rows.sql} "
+        f"WHERE _row NOT IN ({without})"
+    )
+    con.execute(f"COMMENT ON VIEW {quote_ident(name)} IS {quote_literal(_TAG + signature)}")
+
+
+def repeated_rows(con: duckdb.DuckDBPyConnection, rows: TypedRows, *, out: str = "__heal_repeated") -> str:
+    """A TEMP table of the rows that may have a twin: ``_row``, the typed key columns, whether
+    the row is malformed (``__heal_bad``) and its delivered text (``__heal_text``, a struct).
+
+    With a key: rows whose key is NULL or held by another row (identical rows share their
+    key). Without one: rows whose hash is shared. An integer key is first counted per block
+    of 64 values, which keeps the grouping small on large deliveries.
+    """
+    t, h = rows.sql, quote_ident(rows.hash)
+    keys = [quote_ident(k) for k in rows.key]
+    if keys:
+        k = ", ".join(keys)
+        single = rows.key[0] if len(rows.key) == 1 else None
+        scope = t
+        if single is not None and _is_integer(con, rows, single):
+            blocks = (f"SELECT {keys[0]} >> 6 AS b FROM {t} WHERE {keys[0]} IS NOT NULL GROUP BY b "
+                      f"HAVING count(*) > bit_count(bit_or(1::UBIGINT << ({keys[0]} & 63)::INTEGER))")
+            scope = f"(SELECT * FROM {t} WHERE {keys[0]} >> 6 IN ({blocks}))"
+        not_null = " AND ".join(f"{x} IS NOT NULL" for x in keys)
+        shared = f"SELECT {k} FROM {scope} WHERE {not_null} GROUP BY {k} HAVING count(*) > 1"
+        null_key = " OR ".join(f"{x} IS NULL" for x in keys)
+        candidates = (f"SELECT _row FROM {t} WHERE {null_key} UNION ALL "
+                      f"SELECT _row FROM {scope} SEMI JOIN ({shared}) s USING ({k})")
+    else:
+        candidates = f"SELECT _row FROM {t} SEMI JOIN (SELECT {h} FROM {t} GROUP BY {h} HAVING count(*) > 1) USING ({h})"
+    text = "struct_pack(" + ", ".join(
+        f"{quote_ident(f'c{i}')} := s.{quote_ident(c)}" for i, c in enumerate(rows.delivered)
+    ) + ")" if rows.delivered else "NULL"
+    picked = ", ".join(f"r.{x}" for x in keys)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote_ident(out)} AS "
+        f"SELECT r._row{', ' + picked if keys else ''}, {rows.breaks('rows_parse')} AS __heal_bad, "
+        f"{text} AS __heal_text "
+        f"FROM (SELECT * FROM {t} WHERE _row IN ({candidates})) r "
+        f"JOIN {quote_ident(rows.source)} s ON s._row = r._row"
+    )
+    return out
+
+
+def _is_integer(con: duckdb.DuckDBPyConnection, rows: TypedRows, column: str) -> bool:
+    described = con.execute(f"DESCRIBE SELECT {quote_ident(column)} FROM {rows.sql}").fetchall()
+    return described[0][1] in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT")
