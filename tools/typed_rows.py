@@ -27,7 +27,9 @@ import duckdb
 from tools.contract import Contract, quote_ident, quote_literal
 from tools.rules import META_COLUMNS, RowRule, data_columns, plain_text_sql, row_rules, typed_sql
 
-__all__ = ["TypedRows", "derive", "repeated_rows", "typed_rows"]
+__all__ = [
+    "TypedRows", "conflicting_keys", "derive", "exact_duplicates", "repeated_rows", "rule_counts", "typed_rows",
+]
 
 _TAG = "heal-typed:"  # the comment on a typed relation: which relation and contract it types
 _MASK_BITS = 63
@@ -147,6 +149,19 @@ def typed_rows(con: duckdb.DuckDBPyConnection, relation: str, *, contract: Contr
         con.execute(f"COMMENT ON TABLE {quote_ident(name)} IS {quote_literal(_TAG + signature)}")
         con.execute(f"COMMENT ON COLUMN {quote_ident(name)}._row IS {quote_literal(relation)}")
     return layout
+
+
+def rule_counts(con: duckdb.DuckDBPyConnection, rows: TypedRows) -> tuple[int, dict[str, int]]:
+    """(rows, how many rows break each rule, by reason code)."""
+    masks = ", ".join(quote_ident(m) for m in rows.masks)
+    per_rule = {r.reason: 0 for r in rows.rules}
+    total = 0
+    for *values, n in con.execute(f"SELECT {masks}, count(*) FROM {rows.sql} GROUP BY ALL").fetchall():
+        total += n
+        for i, rule in enumerate(rows.rules):
+            if values[i // _MASK_BITS] >> (i % _MASK_BITS) & 1:
+                per_rule[rule.reason] += n
+    return total, per_rule
 
 
 def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
@@ -276,3 +291,26 @@ def repeated_rows(con: duckdb.DuckDBPyConnection, rows: TypedRows, *, out: str =
 def _is_integer(con: duckdb.DuckDBPyConnection, rows: TypedRows, column: str) -> bool:
     described = con.execute(f"DESCRIBE SELECT {quote_ident(column)} FROM {rows.sql}").fetchall()
     return described[0][1] in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT")
+
+
+def conflicting_keys(con: duckdb.DuckDBPyConnection, rows: TypedRows, repeated: str, *,
+                     out: str = "heal_conflict_keys") -> str:
+    """A TEMP table of the keys held by rows with different contents (malformed rows aside).
+
+    ``repeated`` is :func:`repeated_rows`' table. Exact duplicates are no conflict; rows with
+    a null or unparseable key are left to the other rules.
+    """
+    keys = ", ".join(quote_ident(k) for k in rows.key)
+    not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in rows.key)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote_ident(out)} AS SELECT {keys} FROM {quote_ident(repeated)} "
+        f"WHERE NOT __heal_bad AND {not_null} GROUP BY {keys} HAVING min(__heal_text) <> max(__heal_text)"
+    )
+    return out
+
+
+def exact_duplicates(con: duckdb.DuckDBPyConnection, repeated: str) -> int:
+    """How many rows repeat an earlier row exactly (every other row has no twin)."""
+    return int(con.execute(
+        f"SELECT count(*) - count(DISTINCT __heal_text) FROM {quote_ident(repeated)}"
+    ).fetchone()[0])

@@ -22,7 +22,7 @@ from tools.context import StepContext
 from tools.contract import Contract, load_contract, quote_ident, quote_literal
 from tools.readers import read_delivery
 from tools.rules import data_columns
-from tools.typed_rows import derive, repeated_rows, typed_rows
+from tools.typed_rows import conflicting_keys, derive, repeated_rows, typed_rows
 from tools.verdict import Criterion, HealError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "quarantine-rows"
@@ -48,15 +48,11 @@ def quarantine(
     if typed.key:
         # The keys held by rows with different contents, found once; every version of each is held.
         repeated = repeated_rows(con, typed)
-        keys = ", ".join(quote_ident(k) for k in typed.key)
-        not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in typed.key)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE heal_conflict_keys AS SELECT {keys} FROM {quote_ident(repeated)} "
-            f"WHERE NOT __heal_bad AND {not_null} GROUP BY {keys} HAVING min(__heal_text) <> max(__heal_text)"
-        )
+        conflicts = conflicting_keys(con, typed, repeated)
         con.execute(f"DROP TABLE {quote_ident(repeated)}")
+        keys = ", ".join(quote_ident(k) for k in typed.key)
         held_keys = ", ".join(f"t.{quote_ident(k)}" for k in typed.key)
-        conflict = f"(NOT {typed.breaks('rows_parse')} AND ({{}}) IN (SELECT ({keys}) FROM heal_conflict_keys))"
+        conflict = f"(NOT {typed.breaks('rows_parse')} AND ({{}}) IN (SELECT ({keys}) FROM {quote_ident(conflicts)}))"
         reasons.append(f"CASE WHEN {conflict.format(held_keys)} THEN 'duplicate_key_conflict' END")
         breaks.append(conflict.format(keys))
     any_break = " OR ".join(breaks)
