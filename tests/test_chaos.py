@@ -40,12 +40,16 @@ def corpus(tmp_path_factory) -> Path:
     return root / "out"
 
 
-@pytest.mark.parametrize("fault", [name for name, _, _ in FAULTS])
+# The sales contract has no optional column, so that fault is run against its own contract below.
+SALES_FAULTS = [name for name, _, _ in FAULTS if name != "missing_optional"]
+
+
+def test_only_the_optional_column_fault_needs_another_contract(corpus):
+    assert json.loads((corpus / "manifest.json").read_text())["skipped"].keys() == {"missing_optional"}
+
+
+@pytest.mark.parametrize("fault", SALES_FAULTS)
 def test_each_fault_ends_exactly_as_the_policies_say(corpus, fault, tmp_path):
-    manifest = json.loads((corpus / "manifest.json").read_text())
-    if fault in manifest["skipped"]:
-        assert fault == "missing_optional"  # the sales contract has no optional column
-        pytest.skip(manifest["skipped"][fault])
     problems, result = check_variant(SALES, corpus / fault, workdir=tmp_path)
     assert not problems, "\n".join(problems)
     c = result.counts
