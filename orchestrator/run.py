@@ -33,7 +33,16 @@ from tools.history import PROFILE_RUNS, WINDOW_DAYS
 from tools.profile import profile_table
 from tools.sinks import Sink, open_sink, redact_url
 from tools.sources import redact_uri, resolve_uri
-from tools.verdict import ConfigError, Criterion, HealError, InputError, SourceError, TargetError, Verdict
+from tools.verdict import (
+    ConfigError,
+    Criterion,
+    HealError,
+    InputError,
+    SourceError,
+    StagingError,
+    TargetError,
+    Verdict,
+)
 
 __all__ = ["EXIT_CODES", "RunResult", "run_pipeline"]
 
@@ -337,6 +346,8 @@ def _run_skill(skills: SkillRegistry, step: Step, ctx: StepContext) -> Verdict:
         return _synthetic(step.skill, "ran", str(exc), "unreadable")
     except TargetError as exc:
         return _synthetic(step.skill, "ran", str(exc), "transient" if exc.transient else "load_failed")
+    except StagingError as exc:
+        return _synthetic(step.skill, "ran", str(exc), "transient")
     except HealError as exc:
         return _synthetic(step.skill, "ran", str(exc), "transient")
     except (duckdb.OutOfMemoryException, duckdb.IOException) as exc:

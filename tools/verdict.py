@@ -8,6 +8,7 @@ bad data. An exception means the checker could not run at all (exit code 2)::
     ├── ConfigError           a pipeline file or argument is invalid
     ├── SourceError           fetching failed; ``transient`` says whether a retry may help
     ├── TargetError           the target database refused or failed a load
+    ├── StagingError          the working area ran out of memory or disk (a retry may help)
     └── RunLocked             another run of the same pipeline and date is in progress
 
 Exit codes for scripts: 0 pass, 1 fail, 2 could not run.
@@ -109,6 +110,10 @@ class TargetError(HealError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class StagingError(HealError):
+    """Raised when the working DuckDB ran out of memory or temp disk: not the delivery's fault."""
 
 
 class RunLocked(HealError):

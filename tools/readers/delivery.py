@@ -22,7 +22,7 @@ from tools.readers import load
 from tools.readers.dialect import Dialect, Tail, scan_tail, sniff_dialect, unique_names
 from tools.readers.probe import NOT_TABULAR, Probe, probe, read_text_head, read_text_tail, stage, work_dir
 from tools.readers.result import Delivery, DeliveryPart, ReadNote
-from tools.verdict import InputError
+from tools.verdict import InputError, StagingError
 
 __all__ = ["read_delivery"]
 
@@ -138,6 +138,7 @@ def _plan(
         try:
             part.names = tuple(load.parquet_names(con, part.path))
         except duckdb.Error as err:  # PAR1 at the start, but not a Parquet file after all
+            _raise_if_staging(err)
             raise InputError(f"not valid Parquet: {_first_line(err)}") from None
         return part
     part.encoding = _ENCODING_LABEL.get(pr.codec, pr.codec)
@@ -159,6 +160,7 @@ def _plan(
                     raise InputError(f"{NOT_TABULAR}: the JSON holds no objects")
                 return part
             except duckdb.Error as err:
+                _raise_if_staging(err)
                 if "unicode" not in str(err).lower() or not _fallback(part, directory, temps):
                     raise InputError(f"not valid {_FORMAT_NAME[part.format]}: {_first_line(err)}") from None
     part.dialect = sniff_dialect(head, complete=complete, expected_columns=expected)
@@ -300,11 +302,21 @@ def _load(
             n = load.insert_csv(con, table, part.path, part.dialect, targets=part.targets, offset=offset)
             return n - _finish_csv(con, table, part, offset=offset, n=n)
         except duckdb.Error as err:
+            _raise_if_staging(err)
             if "unicode" in str(err).lower() and _fallback(part, directory, temps):
                 if part.dialect is not None:
                     part.tail = scan_tail(read_text_tail(part.path)[0], part.dialect, from_data_start=False)
                 continue
             raise InputError(f"cannot read as {_FORMAT_NAME[part.format]}: {_first_line(err)}") from None
+
+
+def _raise_if_staging(err: duckdb.Error) -> None:
+    """Memory or temp disk ran out: say so (a retry with more room may help), not "unreadable"."""
+    text = str(err)
+    if isinstance(err, duckdb.OutOfMemoryException) or (
+            isinstance(err, duckdb.IOException) and ("space" in text.lower() or "temp" in text.lower())):
+        raise StagingError(f"staging ran out of memory or disk while reading: {_first_line(err)} "
+                           "(raise HEAL_MEMORY_LIMIT or free HEAL_TEMP_DIR)") from None
 
 
 def _error_notes(con: duckdb.DuckDBPyConnection, table: str) -> list[ReadNote]:
