@@ -86,7 +86,7 @@ def test_fetch_s3_object_streams_to_dest_with_hashes(s3_server, tmp_path: Path) 
     assert isinstance(got, Fetched)
     assert got.local_path == tmp_path / "dl" / "sales.csv"
     assert got.local_path.read_bytes() == DATA
-    assert (got.size, got.sha256, got.md5, got.uri) == (len(DATA), SHA, MD5, uri)
+    assert (got.size, got.sha256, got.md5, got.uri) == (len(DATA), SHA, None, uri)  # md5 only when asked
     assert got.checksum_verified is None
     assert got.elapsed_ms > 0
     assert sorted(p.name for p in (tmp_path / "dl").iterdir()) == ["sales.csv"]  # no .part left
@@ -378,6 +378,27 @@ def test_local_missing_empty_and_too_small(tmp_path: Path) -> None:
     assert "0 bytes; expected at least 1" in fail(
         "source_too_small", str(tmp_path / "zero.csv"), tmp_path
     )
+
+
+def test_only_the_checksum_a_check_asks_for_is_computed(tmp_path: Path) -> None:
+    src = tmp_path / "sales.csv"
+    src.write_bytes(DATA)
+    assert (fetch(str(src), tmp_path).sha256, fetch(str(src), tmp_path).md5) == (SHA, None)
+    got = fetch(str(src), tmp_path, checksum=f"md5:{MD5}")
+    assert (got.sha256, got.md5, got.checksum_verified) == (SHA, MD5, "md5")
+    (tmp_path / "sales.csv.md5").write_text(f"{MD5}  sales.csv\n")
+    got = fetch(str(src), tmp_path, checksum="sidecar")
+    assert (got.sha256, got.md5, got.checksum_verified) == (SHA, MD5, "sidecar:md5")
+    assert fetch(str(src), tmp_path, checksum=f"sha256:{SHA}").md5 is None
+
+
+def test_files_larger_than_one_read_hash_as_their_concatenated_bytes(tmp_path: Path) -> None:
+    one, two = bytes(range(256)) * 9000 + b"tail", b"x" * (3 * 1024 * 1024 + 7)  # 2.2 MiB, 3 MiB + 7
+    (tmp_path / "a.csv").write_bytes(one)
+    (tmp_path / "b.csv").write_bytes(two)
+    got = fetch(str(tmp_path / "*.csv"), tmp_path, checksum=f"md5:{hashlib.md5(one + two).hexdigest()}")
+    assert (got.size, got.sha256) == (len(one + two), hashlib.sha256(one + two).hexdigest())
+    assert fingerprint(tmp_path / "a.csv") == hashlib.sha256(one).hexdigest()
 
 
 def test_fingerprint_identifies_content_not_name(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 
 from tools.contract import Column, is_null_sql, parse_sql, quote_ident, quote_literal
+from tools.rules import fast_value_sql, plain_text_sql, token_may_cast  # the exact shortcut row_scan uses
 
 __all__ = ["CENTS_RATIO", "Ambiguity", "Coercion", "DriftPlan", "plan_drift", "rewrite_sql"]
 
@@ -130,31 +131,49 @@ def _number_re(style: str, currency: bool) -> str:
 def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tuple[str, Column]],
                 tokens: tuple[str, ...]) -> list[dict[str, int]]:
     """One scan: per column, values, non-empty null tokens, and for typed columns the values that
-    do not parse, are in scientific notation, or (decimal) are whole numbers."""
+    do not parse, are in scientific notation, or (decimal) are whole numbers.
+
+    Cheap on large deliveries, and exact: a value that casts untrimmed to its type, when no null
+    token can cast (text: printable ASCII with no space at either end, no token), is a value, no
+    token, and parses (see :func:`tools.rules.typed_sql`), so only the other values are trimmed
+    and judged by the contract's own predicates. ``trim`` strips only spaces, so the untrimmed
+    text holds an ``e`` or a ``.`` exactly when the trimmed text does.
+    """
     parts: list[str] = []
     layout: list[list[str]] = []
     listed = ", ".join(quote_literal(t) for t in tokens if t.strip()) or "NULL"
-    trimmed = ", ".join(f"trim({quote_ident(src)}) AS v{i}" for i, (src, _) in enumerate(columns))
-    for i, (_, col) in enumerate(columns):
-        v = f"v{i}"
-        null = is_null_sql(v, tokens)
+    casts_tokens = token_may_cast(tokens)
+    inner: list[str] = []
+    for i, (src, col) in enumerate(columns):
+        ident = quote_ident(src)
+        if col.type == "text":
+            settled = plain_text_sql(ident, tokens)
+        else:
+            fast = None if casts_tokens else fast_value_sql(ident, col)
+            settled = "false" if fast is None else f"{fast} IS NOT NULL"
+        inner.append(f"{ident} AS r{i}, {settled} AS ok{i}")
+        r, v, ok = f"r{i}", f"trim(r{i})", f"ok{i}"
+        null = is_null_sql(r, tokens)
         keys = ["n", "tokens"]
-        parts += [f"count(*) FILTER (WHERE NOT {null})", f"count(*) FILTER (WHERE {v} IN ({listed}))"]
+        parts += [f"count(*) FILTER (WHERE CASE WHEN {ok} THEN true ELSE NOT {null} END)",
+                  f"count(*) FILTER (WHERE CASE WHEN {ok} THEN false ELSE {v} IN ({listed}) END)"]
         if col.type != "text":
             keys.append("bad")
-            parts.append(f"count(*) FILTER (WHERE NOT {null} AND {parse_sql(v, col, tokens)} IS NULL)")
+            parts.append(f"count(*) FILTER (WHERE CASE WHEN {ok} THEN false "
+                         f"ELSE NOT {null} AND {parse_sql(r, col, tokens)} IS NULL END)")
         if col.type in _NUMERIC:
             keys.append("sci")
-            parts.append(f"count(*) FILTER (WHERE CASE WHEN contains({v}, 'e') OR contains({v}, 'E') THEN "
+            parts.append(f"count(*) FILTER (WHERE CASE WHEN contains({r}, 'e') OR contains({r}, 'E') THEN "
                          f"regexp_full_match({v}, '[-+]?[0-9.]+[eE][-+]?[0-9]+') AND NOT {null} ELSE false END)")
         if col.type == "decimal":
             keys.append("whole")
-            parts.append(f"count(*) FILTER (WHERE CASE WHEN contains({v}, '.') OR contains({v}, ',') THEN false "
+            parts.append(f"count(*) FILTER (WHERE CASE WHEN contains({r}, '.') OR contains({r}, ',') THEN false "
                          f"ELSE regexp_full_match({v}, {_q(_WHOLE)}) END)")
         layout.append(keys)
     if not parts:
         return []
-    row = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {trimmed} FROM {quote_ident(table)})").fetchone()
+    sql = f"SELECT {', '.join(parts)} FROM (SELECT {', '.join(inner)} FROM {quote_ident(table)})"
+    row = con.execute(sql).fetchone()
     out, i = [], 0
     for keys in layout:
         out.append(dict(zip(keys, row[i:i + len(keys)])))

@@ -24,10 +24,11 @@ __all__ = [
     "RowRule",
     "RowScan",
     "data_columns",
-    "key_conflicts_sql",
+    "fast_value_sql",
     "plain_text_sql",
     "row_rules",
     "row_scan",
+    "token_may_cast",
     "typed_sql",
     "unparseable_shares",
 ]
@@ -65,14 +66,14 @@ def row_rules(contract: Contract, delivered: Sequence[str]) -> list[RowRule]:
     present = set(delivered)
     rules = [RowRule("rows_parse", "malformed_row", "_error IS NOT NULL", "malformed_row")]
     critical = {c.name for c in contract.critical}
-    casts_tokens = _token_may_cast(contract.null_tokens)
+    casts_tokens = token_may_cast(contract.null_tokens)
     for col in contract.columns:
         if col.name not in present:
             if col.name in critical:  # a missing critical column is null in every row
                 rules.append(RowRule("no_null_critical", f"null_critical:{col.name}", "true", "null_critical"))
             continue
         ident = quote_ident(col.name)
-        fast = None if casts_tokens else _fast_value(ident, col)
+        fast = None if casts_tokens else fast_value_sql(ident, col)
         settled = f"{fast} IS NOT NULL" if fast else None  # the value is there and parses
         if col.type == "text":
             settled = plain_text_sql(ident, contract.null_tokens)
@@ -108,7 +109,7 @@ def typed_sql(ident: str, column: Column, null_tokens: Sequence[str]) -> str:
     """``parse_sql`` with the cheap untrimmed cast tried first (same values, fewer trims)."""
     tokens = tuple(null_tokens)
     slow = parse_sql(ident, column, tokens)
-    fast = None if _token_may_cast(tokens) else _fast_value(ident, column)
+    fast = None if token_may_cast(tokens) else fast_value_sql(ident, column)
     return slow if fast is None else f"(CASE WHEN {fast} IS NOT NULL THEN {fast} ELSE {slow} END)"
 
 
@@ -125,33 +126,6 @@ def plain_text_sql(ident: str, tokens: Sequence[str]) -> str:
     """
     return (f"({ident} IS NOT NULL AND strlen({ident}) = length({ident}) AND {ident} >= '!' "
             f"AND NOT suffix({ident}, ' ') AND NOT {_in(ident, tokens)})")
-
-
-_plain_text = plain_text_sql  # TODO(lead): old name, until coercion.py imports the new one
-
-
-def key_conflicts_sql(table: str, contract: Contract, delivered: Sequence[str]) -> str | None:
-    """SQL selecting the parsed keys that appear with different contents in ``table``.
-
-    Exact duplicate rows are not conflicts (transform removes them); rows with a null or
-    unparseable key are left to the other rules. None when the contract has no key.
-    Two cheap passes: keys seen more than once, then the contents of just those keys.
-    """
-    if not contract.key or not all(k in delivered for k in contract.key):
-        return None
-    row = "struct_pack(" + ", ".join(f"{quote_ident(f'c{i}')} := {quote_ident(c)}" for i, c in enumerate(delivered)) + ")"
-    keys = ", ".join(
-        f"{parse_sql(quote_ident(k), contract.column(k), contract.null_tokens)} AS {quote_ident(k)}"
-        for k in contract.key
-    )
-    not_null = " AND ".join(f"{quote_ident(k)} IS NOT NULL" for k in contract.key)
-    key_cols = ", ".join(quote_ident(k) for k in contract.key)
-    keyed = f"SELECT {keys}, {row} AS __heal_row FROM {quote_ident(table)} WHERE _error IS NULL"
-    repeated = f"SELECT {key_cols} FROM ({keyed}) WHERE {not_null} GROUP BY {key_cols} HAVING count(*) > 1"
-    return (
-        f"SELECT {key_cols} FROM ({keyed}) WHERE ({key_cols}) IN (SELECT ({key_cols}) FROM ({repeated})) "
-        f"GROUP BY {key_cols} HAVING min(__heal_row) <> max(__heal_row)"
-    )
 
 
 def unparseable_shares(
@@ -207,7 +181,7 @@ def _clean_tokens(tokens: Sequence[str]) -> tuple[str, ...]:
     return tuple(t for t in tokens if t == t.strip())
 
 
-def _token_may_cast(tokens: Sequence[str]) -> bool:
+def token_may_cast(tokens: Sequence[str]) -> bool:
     """Whether a cast to a number, date or boolean could accept some null token."""
     for t in tokens:
         word = t.strip().lower().lstrip("+-")
@@ -222,7 +196,7 @@ def _in(expr: str, tokens: Sequence[str]) -> str:
     return f"{expr} IN ({', '.join(quote_literal(t) for t in tokens)})"
 
 
-def _fast_value(ident: str, col: Column) -> str | None:
+def fast_value_sql(ident: str, col: Column) -> str | None:
     """The column's typed value, read without trimming; NULL when that read is not enough.
 
     Where this is not NULL it equals ``parse_sql``: the casts skip ASCII spaces themselves
@@ -265,7 +239,7 @@ def row_scan(
     untrimmed to a non-null value in range (a critical text column: printable ASCII with
     no space at either end, and not a null token). For such a row no rule can break: no
     null token casts to the column's type (else the short test is off for that column),
-    and where the untrimmed cast succeeds it equals the trimmed one (:func:`_fast_value`).
+    and where the untrimmed cast succeeds it equals the trimmed one (:func:`fast_value_sql`).
     Every other row is judged by the rules' own predicates, so the counts are exactly those
     of ``row_rules``. ``extra`` names more source columns to pass through (e.g. ``_row``);
     ``hash_bits=32`` keeps a 32-bit row hash (a smaller table; equal hashes need a recheck).
@@ -275,7 +249,7 @@ def row_scan(
     taken = set(delivered) | set(META_COLUMNS) | set(extra)
     tokens = contract.null_tokens
     clean = _clean_tokens(tokens)
-    casts_tokens = _token_may_cast(tokens)
+    casts_tokens = token_may_cast(tokens)
     critical = {c.name for c in contract.critical}
     values: dict[str, str] = {}  # column -> name of its fast value in the inner projection
     inner: list[str] = []
@@ -289,7 +263,7 @@ def row_scan(
         if col.name not in ruled:
             continue
         ident = quote_ident(col.name)
-        fast = None if casts_tokens else _fast_value(ident, col)
+        fast = None if casts_tokens else fast_value_sql(ident, col)
         if col.type == "text":
             if col.min is not None or col.max is not None:
                 ok.append("false")

@@ -13,16 +13,15 @@ __all__ = ["download", "safe_name"]
 
 
 def download(
-    body_chunks: Iterator[bytes], dest: Path, check: Callable[[Hasher], str | None]
+    body_chunks: Iterator[bytes], dest: Path, check: Callable[[Hasher], str | None], hasher: Hasher
 ) -> tuple[Hasher, str | None]:
-    """Stream chunks into ``dest`` via a temporary sibling, hashing them.
+    """Stream chunks into ``dest`` via a temporary sibling, hashing them with ``hasher``.
 
     ``check`` runs before the rename, so a short, too-small or corrupt download never
     appears at ``dest``; nothing is left behind on failure.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
-    hasher = Hasher()
     try:
         with open(part, "wb") as out:
             for chunk in body_chunks:

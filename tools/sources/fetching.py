@@ -21,6 +21,9 @@ __all__ = ["Fetched", "fetch"]
 class Fetched:
     """A delivery on local disk. ``uri`` is redacted; ``checksum_verified`` names what was checked.
 
+    ``sha256`` is the content fingerprint, always computed; ``md5`` only when a checksum
+    check asked for it (else None), as hashing costs as much as the rest of a local fetch.
+
     ``checksum_verified`` is ``"sha256"``/``"md5"`` for a given checksum,
     ``"sidecar:sha256"``/``"sidecar:md5"``, ``"s3:sha256"`` for the object's stored
     checksum, or None when nothing was verified.
@@ -30,7 +33,7 @@ class Fetched:
     uri: str
     size: int
     sha256: str
-    md5: str
+    md5: str | None
     checksum_verified: str | None
     elapsed_ms: float
 
@@ -84,7 +87,7 @@ def fetch(
         local_path=path,
         uri=redact_uri(uri),
         size=hasher.size,
-        sha256=hasher.hexdigest("sha256"),
+        sha256=hasher.fingerprint,
         md5=hasher.hexdigest("md5"),
         checksum_verified=verified,
         elapsed_ms=round((time.perf_counter() - started) * 1000.0, 3),

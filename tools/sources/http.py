@@ -110,7 +110,9 @@ def fetch_http(
         expected = expected_checksums(uri, checksum, read_text, name)
         check = checker(uri, declared=declared, min_bytes=min_bytes, expected=expected)
         try:
-            hasher, verified = download(chunks(response), dest_dir / name, check)
+            hasher, verified = download(
+                chunks(response), dest_dir / name, check, Hasher.for_checks(expected)
+            )
         except http.client.IncompleteRead as exc:
             raise fail(
                 uri, f"connection closed after {len(exc.partial)} of {declared} bytes", "transient"

@@ -8,13 +8,15 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from tools.sources.checksums import CHUNK_BYTES, Hasher, checker, expected_checksums
+from tools.sources.checksums import Hasher, checker, expected_checksums
 from tools.sources.redaction import fail
 from tools.verdict import ConfigError
 
 __all__ = ["fetch_local", "fingerprint"]
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
+#: Read size for hashing a local file (measured: 256 KiB to 8 MiB cost the same).
+_READ_BYTES = 1024 * 1024
 
 
 def _local_files(spec: str) -> tuple[Path, list[Path]]:
@@ -43,13 +45,16 @@ def _local_files(spec: str) -> tuple[Path, list[Path]]:
     return path, [path]
 
 
-def _hash_files(spec: str, files: Iterable[Path]) -> Hasher:
-    hasher = Hasher()
+def _hash_files(spec: str, files: Iterable[Path], hasher: Hasher) -> Hasher:
+    # One reusable buffer, filled by readinto: no new bytes object per chunk, and a block
+    # small enough to still be in cache when the hash reads it.
+    buffer = bytearray(_READ_BYTES)
+    view = memoryview(buffer)
     for file in files:
         try:
-            with open(file, "rb") as fh:
-                while chunk := fh.read(CHUNK_BYTES):
-                    hasher.update(chunk)
+            with open(file, "rb", buffering=0) as fh:
+                while n := fh.readinto(buffer):
+                    hasher.update(view[:n])
         except PermissionError:
             raise fail(spec, f"access denied reading {file}", "source_missing") from None
         except FileNotFoundError:
@@ -66,7 +71,7 @@ def fingerprint(path: Path | str) -> str:
     """
     spec = str(path)
     _, files = _local_files(spec)
-    return _hash_files(spec, files).hexdigest("sha256")
+    return _hash_files(spec, files, Hasher()).fingerprint
 
 
 def fetch_local(
@@ -92,7 +97,7 @@ def fetch_local(
             ) from None
 
     expected = expected_checksums(spec, checksum, read_text, path.name)
-    hasher = _hash_files(spec, files)
+    hasher = _hash_files(spec, files, Hasher.for_checks(expected))
     return (
         path,
         hasher,

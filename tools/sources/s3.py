@@ -159,7 +159,9 @@ def fetch_s3(
         dest = dest_dir / safe_name(posixpath.basename(key), "object")
         check = checker(uri, declared=size, min_bytes=min_bytes, expected=expected)
         try:
-            hasher, verified = download(body.iter_chunks(CHUNK_BYTES), dest, check)
+            hasher, verified = download(
+                body.iter_chunks(CHUNK_BYTES), dest, check, Hasher.for_checks(expected)
+            )
         except (bx.BotoCoreError, bx.ClientError) as exc:
             raise _s3_error(uri, exc) from None
     finally:
