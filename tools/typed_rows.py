@@ -47,7 +47,7 @@ class TypedRows:
     key: tuple[str, ...]  # the contract key, when every key column is present
     rules: tuple[RowRule, ...]
     masks: tuple[str, ...]
-    hash: str  # equal rows hash equal; equal hashes must still be compared
+    hash: str | None  # without a key: equal rows hash equal; equal hashes must still be compared
 
     @property
     def sql(self) -> str:
@@ -112,12 +112,13 @@ def _layout(delivered: Sequence[str], contract: Contract, relation: str, source:
     taken = set(delivered) | set(META_COLUMNS)
     rules = tuple(row_rules(contract, delivered))  # the order row_scan's masks use
     masks = tuple(_fresh(f"__heal_m{j}", taken) for j in range(0, max(len(rules), 1), _MASK_BITS))
+    key = tuple(contract.key) if contract.key and all(k in present for k in contract.key) else ()
     return TypedRows(
         relation=relation, source=source, delivered=tuple(delivered),
         typed=tuple(c.name for c in contract.columns if c.name in present),
         extras=tuple(c for c in delivered if c not in contract.names),
-        key=tuple(contract.key) if contract.key and all(k in present for k in contract.key) else (),
-        rules=rules, masks=masks, hash=_fresh("__heal_h", taken),
+        key=key, rules=rules, masks=masks,
+        hash=None if key else _fresh("__heal_h", taken),  # with a key, twins share their key instead
     )
 
 
@@ -174,7 +175,7 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
     """
     tokens = contract.null_tokens
     clean_tokens = [t for t in tokens if t == t.strip()]  # raw IN these implies trim(raw) IN tokens
-    taken = set(layout.delivered) | set(META_COLUMNS) | set(layout.masks) | {layout.hash}
+    taken = set(layout.delivered) | set(META_COLUMNS) | set(layout.masks) | {layout.hash or ''}
     values = {c: _fresh(f"__heal_t{i}", taken) for i, c in enumerate(layout.typed)}
     ok_name = _fresh("__heal_ok", taken)
     parsed, ok = [], ["_error IS NULL"]
@@ -205,19 +206,17 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
         bits = " | ".join(f"CASE WHEN {r.predicate} THEN {1 << i} ELSE 0 END" for i, r in enumerate(part)) or "0"
         kind = "BIGINT" if len(part) > 31 else "INTEGER" if len(part) > 15 else "SMALLINT" if len(part) > 7 else "TINYINT"
         masks.append(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {bits} END)::{kind} AS {quote_ident(mask)}")
-    # Equal rows hash equal, which is all a hash promises: rows that hash equal must be compared.
-    delivered = [quote_ident(c) for c in layout.delivered]
-    text_hash = f"hash({', '.join(delivered)})" if delivered else "0::UBIGINT"
-    typed_hash = f"hash({', '.join(quote_ident(values.get(c, c)) for c in layout.delivered)})" if delivered else text_hash
-    outer = ", ".join([
-        "_row",
-        *(f"{quote_ident(values[c])} AS {quote_ident(c)}" for c in layout.typed),
-        *(quote_ident(c) for c in layout.extras),
-        *masks,
-        f"(CASE WHEN {quote_ident(ok_name)} THEN {typed_hash} ELSE {text_hash} END) AS {quote_ident(layout.hash)}",
-    ])
+    outer = ["_row", *(f"{quote_ident(values[c])} AS {quote_ident(c)}" for c in layout.typed),
+             *(quote_ident(c) for c in layout.extras), *masks]
+    if layout.hash is not None:
+        # Equal rows hash equal, which is all a hash promises: rows that hash equal must be compared.
+        text_hash = f"hash({', '.join(quote_ident(c) for c in layout.delivered)})" if layout.delivered else "0::UBIGINT"
+        typed_hash = f"hash({', '.join(quote_ident(values.get(c, c)) for c in layout.delivered)})" \
+            if layout.delivered else text_hash
+        outer.append(f"(CASE WHEN {quote_ident(ok_name)} THEN {typed_hash} ELSE {text_hash} END) "
+                     f"AS {quote_ident(layout.hash)}")
     inner = f"SELECT *{''.join(', ' + p for p in parsed)} FROM {quote_ident(staged)}"
-    return f"SELECT {outer} FROM (SELECT *, ({' AND '.join(ok)}) AS {quote_ident(ok_name)} FROM ({inner}))"
+    return f"SELECT {', '.join(outer)} FROM (SELECT *, ({' AND '.join(ok)}) AS {quote_ident(ok_name)} FROM ({inner}))"
 
 
 def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
@@ -233,6 +232,7 @@ def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
         ).fetchall():
             con.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
         con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+        con.execute(f"DROP TABLE IF EXISTS {quote_ident(_repeated_name(name))}")
 
 
 def derive(con: duckdb.DuckDBPyConnection, rows: TypedRows, view: str, *, without: str, contract: Contract) -> None:
@@ -247,17 +247,36 @@ def derive(con: duckdb.DuckDBPyConnection, rows: TypedRows, view: str, *, withou
         f"WHERE _row NOT IN ({without})"
     )
     con.execute(f"COMMENT ON VIEW {quote_ident(name)} IS {quote_literal(_TAG + signature)}")
+    parent = _repeated_name(rows.relation)
+    if _exists(con, parent):  # twins among fewer rows are among the parent's twins
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(_repeated_name(name))} AS "
+                    f"SELECT * FROM {quote_ident(parent)} WHERE _row NOT IN ({without})")
 
 
-def repeated_rows(con: duckdb.DuckDBPyConnection, rows: TypedRows, *, out: str = "__heal_repeated") -> str:
-    """A TEMP table of the rows that may have a twin: ``_row``, the typed key columns, whether
-    the row is malformed (``__heal_bad``) and its delivered text (``__heal_text``, a struct).
+def _repeated_name(typed: str) -> str:
+    return f"__heal_repeated_{typed}"
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute(
+        "SELECT count(*) FROM (SELECT table_name AS n FROM duckdb_tables() WHERE temporary "
+        "UNION ALL SELECT view_name FROM duckdb_views() WHERE temporary) WHERE n = ?", [name]
+    ).fetchone()[0] > 0
+
+
+def repeated_rows(con: duckdb.DuckDBPyConnection, rows: TypedRows) -> str:
+    """A TEMP table (or view) of the rows that may have a twin: ``_row``, the typed key columns,
+    whether the row is malformed (``__heal_bad``) and its delivered text (``__heal_text``).
 
     With a key: rows whose key is NULL or held by another row (identical rows share their
     key). Without one: rows whose hash is shared. An integer key is first counted per block
-    of 64 values, which keeps the grouping small on large deliveries.
+    of 64 values, which keeps the grouping small on large deliveries. Built once per typed
+    relation; a derived relation (:func:`derive`) filters its parent's.
     """
-    t, h = rows.sql, quote_ident(rows.hash)
+    out = _repeated_name(rows.relation)
+    if _exists(con, out):
+        return out
+    t = rows.sql
     keys = [quote_ident(k) for k in rows.key]
     if keys:
         k = ", ".join(keys)
@@ -273,6 +292,7 @@ def repeated_rows(con: duckdb.DuckDBPyConnection, rows: TypedRows, *, out: str =
         candidates = (f"SELECT _row FROM {t} WHERE {null_key} UNION ALL "
                       f"SELECT _row FROM {scope} SEMI JOIN ({shared}) s USING ({k})")
     else:
+        h = quote_ident(rows.hash or "")
         candidates = f"SELECT _row FROM {t} SEMI JOIN (SELECT {h} FROM {t} GROUP BY {h} HAVING count(*) > 1) USING ({h})"
     text = "struct_pack(" + ", ".join(
         f"{quote_ident(f'c{i}')} := s.{quote_ident(c)}" for i, c in enumerate(rows.delivered)

@@ -49,7 +49,6 @@ def quarantine(
         # The keys held by rows with different contents, found once; every version of each is held.
         repeated = repeated_rows(con, typed)
         conflicts = conflicting_keys(con, typed, repeated)
-        con.execute(f"DROP TABLE {quote_ident(repeated)}")
         keys = ", ".join(quote_ident(k) for k in typed.key)
         held_keys = ", ".join(f"t.{quote_ident(k)}" for k in typed.key)
         conflict = f"(NOT {typed.breaks('rows_parse')} AND ({{}}) IN (SELECT ({keys}) FROM {quote_ident(conflicts)}))"

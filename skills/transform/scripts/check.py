@@ -70,7 +70,6 @@ def transform(
         f"CREATE OR REPLACE TEMP TABLE {_DROPPED} AS SELECT _row FROM (SELECT _row, row_number() OVER "
         f"(PARTITION BY __heal_text ORDER BY _row) AS n FROM {repeated}) WHERE n > 1"
     )
-    con.execute(f"DROP TABLE {repeated}")
     kept = f"(SELECT * FROM {typed.sql} WHERE _row NOT IN (SELECT _row FROM {_DROPPED}))"
     out = quote_ident(out_table)
     con.execute(

@@ -44,8 +44,17 @@ _QUANTILES = {"median": 0.5, "p05": 0.05, "p95": 0.95}
 
 
 def _stats_sql(x: str, where: str) -> list[str]:
+    """``avg`` and one ``approx_quantile`` for all the quantiles (one digest, not one per quantile)."""
     filt = f" FILTER (WHERE {where})"
-    return [f"avg({x}){filt}" if s == "mean" else f"approx_quantile({x}, {_QUANTILES[s]}){filt}" for s in SHIFT_STATS]
+    quantiles = [_QUANTILES[s] for s in SHIFT_STATS if s != "mean"]
+    return [f"avg({x}){filt}", f"approx_quantile({x}, {quantiles}){filt}"]
+
+
+def _stats(values: Sequence[Any]) -> dict[str, float]:
+    """The row values of :func:`_stats_sql`, by statistic name."""
+    mean, quantiles = values
+    named = dict(zip([s for s in SHIFT_STATS if s != "mean"], quantiles or ()))
+    return {s: (mean if s == "mean" else named.get(s)) for s in SHIFT_STATS}
 
 
 def check(
@@ -58,7 +67,7 @@ def check(
     profiles: Sequence[Mapping[str, Any]] = (),
     date_column: str | None = None,
 ) -> Verdict:
-    """Judge ``table`` against history in one SQL pass.
+    """Judge ``table`` against history (two passes over its typed rows: counts, then statistics).
 
     ``volumes`` are (run_date, rows read) of earlier loaded runs, newest first; ``profiles``
     are ``{"run_date", "columns": {name: profile}}`` of earlier loaded runs, newest first.
@@ -73,25 +82,30 @@ def check(
             raise ConfigError(f"date_column {date_column!r} is not a date or timestamp column of this delivery")
     numeric = [c for c in contract.columns if c.type in NUMERIC and c.name in delivered and c.name not in contract.key]
     parts = ["count(*)"] + ([f"max({quote_ident(dated[0].name)})"] if dated else [])
+    ranges: dict[str, tuple[str, str]] = {}
     for c in numeric:
         x = f"CAST({quote_ident(c.name)} AS DOUBLE)"
         bounds = [f"{x} >= {c.min!r}"] * (c.min is not None) + [f"{x} <= {c.max!r}"] * (c.max is not None)
-        in_range = " AND ".join(bounds) or "true"
-        parts += [f"count({x})", f"count({x}) FILTER (WHERE {in_range})"]
-        parts += _stats_sql(x, "true") + _stats_sql(x, in_range)
+        ranges[c.name] = (x, " AND ".join(bounds) or "true")
+        parts += [f"count({x})", f"count({x}) FILTER (WHERE {ranges[c.name][1]})"]
     row = list(con.execute(f"SELECT {', '.join(parts)} FROM {typed.sql}").fetchone())
     rows = row.pop(0)
     newest = row.pop(0) if dated else None
-    current: dict[str, dict[str, float]] = {}
-    width = len(SHIFT_STATS)
+    # Values the contract would quarantine are left out, so a few bad rows do not look like a
+    # shift; unless most values are out of range, which is the shift itself (amounts in cents).
+    chosen: dict[str, str] = {}
     for c in numeric:
-        parsed, in_range, everything, ranged = row[0], row[1], row[2:2 + width], row[2 + width:2 + 2 * width]
-        del row[:2 + 2 * width]
-        # Values the contract would quarantine are left out, so a few bad rows do not look like a
-        # shift; unless most values are out of range, which is the shift itself (amounts in cents).
-        chosen = ranged if parsed and in_range * 2 >= parsed else everything
+        parsed, in_range = row.pop(0), row.pop(0)
         if parsed:
-            current[c.name] = {s: v for s, v in zip(SHIFT_STATS, chosen) if v is not None}
+            chosen[c.name] = ranges[c.name][1] if in_range * 2 >= parsed else "true"
+    current: dict[str, dict[str, float]] = {}
+    if chosen:  # a second pass for the statistics: one digest per column, not two
+        stats = list(con.execute(
+            "SELECT " + ", ".join(e for name, where in chosen.items() for e in _stats_sql(ranges[name][0], where))
+            + f" FROM {typed.sql}"
+        ).fetchone())
+        for i, name in enumerate(chosen):
+            current[name] = {s: v for s, v in _stats(stats[2 * i:2 * i + 2]).items() if v is not None}
 
     volume = expected_volume(rows, volumes, run_date=run_date, tolerance=contract.volume_tolerance)
     fresh = freshness(newest, run_date=run_date, max_age_days=contract.freshness_days)
