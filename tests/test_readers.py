@@ -254,6 +254,17 @@ def test_json_lines(con, tmp_path):
     assert note(d, "invalid_json").rows == 1 and note(d, "truncated_last_line").rows == 1
 
 
+def test_json_lines_same_keys_everywhere(con, tmp_path):
+    # The fast path: every object has the same keys, so they come from one object, in its order;
+    # a key repeated inside an object counts once. Blank and non-object lines still count right.
+    text = '{"b": 1, "a": 2, "b": 9}\n   \n  {"b": 3, "a": 4, "b": 9}\n[1]\n"x"\n{"b": 5, "a": 6, "b": 9}\n'
+    d = read_delivery(con, write(tmp_path, "d.jsonl", text))
+    assert d.format == "jsonl" and d.columns == ("b", "a")
+    assert [r[1:] for r in rows(con, d, meta=True)] == [
+        ("2", 1, None), ("4", 2, None), (None, 3, "invalid_json"), (None, 4, "invalid_json"), ("6", 5, None),
+    ]
+
+
 def test_json_array_gzipped(con, tmp_path):
     raw = gzip.compress(b'[\n  {"id": 1, "name": "a"},\n  {"name": "b", "id": 2}\n]\n')
     d = read_delivery(con, write(tmp_path, "d.json.gz", raw))

@@ -82,6 +82,10 @@ def insert_csv(
     Columns are declared as ``c0..c<n-1>`` plus an overflow ``cx`` with null padding, so a
     NULL in the last column means a short record and a value in ``cx`` a long one.
     """
+    # row_number() OVER () keeps this statement on one thread (DuckDB's streaming window is not
+    # parallel), yet it is the cheapest file-order number: read_csv (DuckDB 2.0) has no row-number
+    # column, and numbering afterwards from rowid (UPDATE, ADD COLUMN ... DEFAULT nextval) took
+    # longer and kept ~20 bytes a row of undo memory.
     width = dialect.width
     values = ", ".join(f"c{i}" for i in range(width))
     check = f"CASE WHEN cx IS NOT NULL OR c{width - 1} IS NULL THEN 'wrong_field_count' END"
@@ -108,8 +112,11 @@ def insert_csv(
             parallel = False
 
 
-def _lines(path: Path, newline: str) -> str:
-    """Each non-blank line of a JSON Lines file with its 1-based ordinal, as ``line, cx, rn``."""
+def _lines(path: Path, newline: str, *, numbered: bool = True) -> str:
+    """Each non-blank line of a JSON Lines file, as ``line, cx`` plus its 1-based ordinal ``rn``.
+
+    ``numbered=False`` leaves ``rn`` out: ``row_number() OVER ()`` runs on one thread.
+    """
     source = _read_csv(
         path,
         columns=["line"],
@@ -121,28 +128,42 @@ def _lines(path: Path, newline: str) -> str:
         newline=newline,
         parallel=True,
     )
-    return (
-        f"(SELECT line, cx, row_number() OVER () AS rn FROM "
-        f"(SELECT line, cx FROM {source} WHERE coalesce(trim(line), '') <> ''))"
-    )
+    # A line that starts with "{" is not blank: only other lines pay for trim() (a copy of the line).
+    filled = "CASE WHEN starts_with(line, '{') THEN true ELSE coalesce(trim(line), '') <> '' END"
+    lines = f"(SELECT line, cx FROM {source} WHERE {filled})"
+    return f"(SELECT line, cx, row_number() OVER () AS rn FROM {lines})" if numbered else lines
 
 
-def _objects(path: Path, fmt: str, newline: str) -> str:
-    """Rows ``line, rn, is_obj`` for a JSON Lines file or a JSON array."""
+def _objects(path: Path, fmt: str, newline: str, *, numbered: bool = True) -> str:
+    """Rows ``line, rn, is_obj`` (``rn`` only if ``numbered``) for a JSON Lines file or a JSON array."""
+    rn = "rn, " if numbered else ""
     if fmt == "jsonl":
-        src = _lines(path, newline)
-        valid = "CASE WHEN cx IS NULL AND json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END"
-    else:
-        src = (
-            f"(SELECT json AS line, row_number() OVER () AS rn "
-            f"FROM read_json_objects({literal(str(path))}, format='array'))"
+        src = _lines(path, newline, numbered=numbered)
+        # Valid JSON that starts with "{" is an object: one parse instead of json_valid + json_type.
+        valid = (
+            "CASE WHEN cx IS NOT NULL THEN false WHEN starts_with(line, '{') THEN json_valid(line) "
+            "WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END"
         )
+    else:
+        number = ", row_number() OVER () AS rn" if numbered else ""
+        src = f"(SELECT json AS line{number} FROM read_json_objects({literal(str(path))}, format='array'))"
         valid = "coalesce(json_type(line) = 'OBJECT', false)"
-    return f"(SELECT line, rn, {valid} AS is_obj FROM {src})"
+    return f"(SELECT line, {rn}{valid} AS is_obj FROM {src})"
 
 
 def json_keys(con: duckdb.DuckDBPyConnection, path: Path, *, fmt: str, newline: str = "\n") -> list[str]:
-    """Every key of every object, in order of first appearance (one DuckDB pass)."""
+    """Every key of every object, in order of first appearance.
+
+    Usually every object has the same keys in the same order: one parallel pass without row
+    numbers shows that (it stops at the first object that differs), and the keys are that
+    list. Otherwise a second pass orders every key by the row and position it first appears at.
+    """
+    objects = _objects(path, fmt, newline, numbered=False)
+    first = con.execute(f"SELECT json_keys(line) FROM {objects} WHERE is_obj LIMIT 1").fetchone()
+    if first is None:
+        return []
+    if con.execute(f"SELECT 1 FROM {objects} WHERE is_obj AND json_keys(line) <> ? LIMIT 1", [first[0]]).fetchone() is None:
+        return list(dict.fromkeys(first[0]))  # a key repeated inside an object counts once
     sql = (
         "SELECT k FROM (SELECT rn, unnest(json_keys(line)) AS k, "
         "unnest(range(len(json_keys(line)))) AS pos "
@@ -153,7 +174,7 @@ def json_keys(con: duckdb.DuckDBPyConnection, path: Path, *, fmt: str, newline: 
 
 def json_rows(con: duckdb.DuckDBPyConnection, path: Path, *, fmt: str, newline: str = "\n") -> int:
     """How many non-blank lines (JSON Lines) or elements (array) there are."""
-    return _count(con, f"SELECT count(*) FROM {_objects(path, fmt, newline)}")
+    return _count(con, f"SELECT count(*) FROM {_objects(path, fmt, newline, numbered=False)}")
 
 
 def _pointer(key: str) -> str:
