@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import duckdb
 
-from tools.context import StepContext
 from tools.contract import Contract, load_contract, quote_ident, quote_literal
 from tools.readers import read_delivery
 from tools.readers.dialect import scan_tail, sniff_dialect, unique_names
@@ -30,6 +28,9 @@ from tools.readers.probe import probe, read_text_head, read_text_tail
 from tools.rules import RowScan, data_columns, row_scan
 from tools.sinks import configure_working_connection
 from tools.verdict import Criterion, HealError, InputError, Stopwatch, Verdict, could_not_run, finish
+
+if TYPE_CHECKING:  # a script run by hand need not import the orchestrator's context
+    from tools.context import StepContext
 
 SKILL = "validate-quality"
 CLASSES = {
@@ -50,6 +51,8 @@ DETAILS = {
 }
 ROW_CRITERIA = ("rows_parse", "no_null_critical", "values_parse", "values_in_range")
 SAMPLE = 20
+_BUFFER = 4 * 1024 * 1024  # bytes per read_csv buffer: bounds the scan's memory on 2 threads
+_SCAN_MEMORY = "64MB"  # DuckDB's limit while the file streams through (the script's default is 128MB)
 _BUCKET_BITS = 6  # integer keys are first counted per block of 64 consecutive values
 _ROWS, _CANDIDATES, _PAIRS, _EXACT, _CONFLICTS = ("rows", "candidates", "pairs", "exact", "conflicts")
 _SCRATCH = "heal_vq_scratch"
@@ -77,13 +80,20 @@ def check(
 
 
 def _judge(
-    con: duckdb.DuckDBPyConnection, source: _Source, *, contract: Contract, history: Sequence[int]
+    con: duckdb.DuckDBPyConnection,
+    source: _Source,
+    *,
+    contract: Contract,
+    history: Sequence[int],
+    scan_memory: str | None = None,
 ) -> Verdict:
     """One pass judges every row into a small table (parsed key, row hash, rule bits); the
     counts, the key check and the samples are then read from that table, not the rows.
 
     The working tables live in a scratch database file, compressed, so that a large
     delivery's per-row table costs little memory; the file is deleted at the end.
+    ``scan_memory`` bounds DuckDB during the streaming pass only (the later steps may need
+    more, e.g. to compare many duplicate rows); it is lifted if the pass runs out.
     """
     clock = Stopwatch()
     scan = row_scan(contract, source.delivered, source.relation, extra=("_row",) if source.staged else (),
@@ -93,8 +103,8 @@ def _judge(
     con.execute(f"ATTACH {quote_literal(str(scratch))} AS {_SCRATCH}")
     t = _Tables(_SCRATCH)
     try:
-        con.execute(f"{t.create(_ROWS)} AS {scan.sql}")
-        rows, per_rule = _rule_counts(con, scan, t)
+        _stream(con, f"{t.create(_ROWS)} AS {scan.sql}", memory=scan_memory)
+        rows, per_rule, per_criterion = _rule_counts(con, scan, t)
         conflicting_keys, key_samples, exact_duplicates = _key_check(con, scan, t, contract=contract, source=source)
         criteria = []
         for criterion in ROW_CRITERIA:
@@ -105,8 +115,8 @@ def _judge(
                 observed=breaking or 0,
                 expected=0,
                 detail=DETAILS[criterion] if breaking else "",
-                samples=tuple(_row_samples(con, scan, t, criterion, contract=contract, source=source))
-                if breaking else (),
+                samples=tuple(_row_samples(con, scan, t, criterion, per_criterion[criterion],
+                                           contract=contract, source=source)) if breaking else (),
             ))
     finally:
         con.execute(f"DETACH {_SCRATCH}")
@@ -128,6 +138,22 @@ def _judge(
         metrics={"rows": rows, "exact_duplicates": exact_duplicates, "breaches": per_rule},
         duration_ms=clock.ms(),
     )
+
+
+def _stream(con: duckdb.DuckDBPyConnection, sql: str, *, memory: str | None) -> None:
+    """Run a streaming statement under a tighter memory limit; retry under the usual one if short."""
+    if memory is None:
+        con.execute(sql)
+        return
+    usual = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.execute(f"SET memory_limit = {quote_literal(memory)}")
+    try:
+        con.execute(sql)
+    except duckdb.OutOfMemoryException:
+        con.execute(f"SET memory_limit = {quote_literal(usual)}")
+        con.execute(sql)
+    finally:
+        con.execute(f"SET memory_limit = {quote_literal(usual)}")
 
 
 def _bits(scan: RowScan, criterion: str | None = None) -> str:
@@ -162,16 +188,22 @@ def _scratch_path(con: duckdb.DuckDBPyConnection) -> Path:
     return Path(name)
 
 
-def _rule_counts(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables) -> tuple[int, dict[str, int]]:
+def _rule_counts(
+    con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables
+) -> tuple[int, dict[str, int], dict[str, int]]:
+    """(rows, rows breaking each rule, rows breaking each row criterion)."""
     masks = ", ".join(quote_ident(m) for m in scan.masks)
     per_rule = {r.reason: 0 for r in scan.rules}
+    per_criterion = dict.fromkeys(ROW_CRITERIA, 0)
     rows = 0
     for *values, n in con.execute(f"SELECT {masks}, count(*) FROM {t.rows} GROUP BY ALL").fetchall():
         rows += n
-        for i, rule in enumerate(scan.rules):
-            if values[i // 63] >> (i % 63) & 1:
-                per_rule[rule.reason] += n
-    return rows, per_rule
+        broken = [r for i, r in enumerate(scan.rules) if values[i // 63] >> (i % 63) & 1]
+        for rule in broken:
+            per_rule[rule.reason] += n
+        for criterion in {r.criterion for r in broken}:
+            per_criterion[criterion] += n
+    return rows, per_rule, per_criterion
 
 
 def _key_check(
@@ -246,20 +278,21 @@ def _compare_values(
     )
 
 
-def _row_samples(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, criterion: str, *,
+def _row_samples(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, criterion: str, breaking: int, *,
                  contract: Contract, source: _Source) -> list[int]:
-    """The first rows, in file order, that break ``criterion``."""
+    """The first rows, in file order, that break ``criterion`` (which ``breaking`` rows do)."""
     if source.staged:
         return [r[0] for r in con.execute(
             f"SELECT _row FROM {t.rows} WHERE {_bits(scan, criterion)} ORDER BY _row LIMIT {SAMPLE}"
         ).fetchall()]
-    # A file read in place has no row numbers: number the rows as they stream, stop at the 20th.
+    # A file read in place has no row numbers: number the rows as they stream, and stop at the
+    # last sample (the 20th, or the 3rd of 3 bad rows rather than at the end of the file).
     numbered = row_scan(contract, source.delivered, f"({source.numbered})", extra=("_row",))
     order = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
     con.execute("SET preserve_insertion_order = true")
     try:
         found = con.execute(
-            f"SELECT _row FROM ({numbered.sql}) WHERE {_bits(numbered, criterion)} LIMIT {SAMPLE}"
+            f"SELECT _row FROM ({numbered.sql}) WHERE {_bits(numbered, criterion)} LIMIT {min(SAMPLE, breaking)}"
         ).fetchall()
     finally:
         con.execute(f"SET preserve_insertion_order = {str(bool(order)).lower()}")
@@ -304,7 +337,7 @@ def csv_in_place(path: str, expected_columns: Sequence[str]) -> _Source | None:
         f"skip={dialect.skip_lines}, delim={quote_literal(dialect.delimiter)}, quote={quote_literal(dialect.quote)}, "
         f"escape={quote_literal(dialect.escape)}, new_line={quote_literal(newline)}, auto_detect=false, "
         f"strict_mode=false, null_padding=true, allow_quoted_nulls=false, nullstr={quote_literal(NULL_SENTINEL)}, "
-        f"parallel={str(parallel).lower()}, buffer_size={4 * 1024 * 1024})"
+        f"parallel={str(parallel).lower()}, buffer_size={_BUFFER})"
     )
     columns = ", ".join(f"c{i} AS {quote_ident(n)}" for i, n in enumerate(names))
     error = f"CASE WHEN cx IS NOT NULL OR c{width - 1} IS NULL THEN 'wrong_field_count' END AS _error"
@@ -316,7 +349,9 @@ def csv_in_place(path: str, expected_columns: Sequence[str]) -> _Source | None:
 def _volume(rows: int, history: Sequence[int], tolerance: float) -> Criterion:
     if not history:
         return Criterion("volume_within_tolerance", True, rows, None, "no history yet: nothing to compare")
-    median = statistics.median(history)
+    ordered = sorted(history)  # the median, as statistics.median computes it (a lighter import)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
     low, high = median * (1 - tolerance), median * (1 + tolerance)
     ok = low <= rows <= high
     return Criterion(
@@ -351,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         source = csv_in_place(args.path, contract.names)
         if source is not None:
             try:
-                verdict = _judge(con, source, contract=contract, history=history)
+                verdict = _judge(con, source, contract=contract, history=history,
+                                 scan_memory=None if "HEAL_MEMORY_LIMIT" in os.environ else _SCAN_MEMORY)
             except duckdb.Error:
                 verdict = None  # e.g. bad UTF-8 deep in the file: the reader repairs it
         if verdict is None:
