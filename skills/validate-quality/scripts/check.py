@@ -25,8 +25,9 @@ from tools.readers import read_delivery
 from tools.readers.dialect import scan_tail, sniff_dialect, unique_names
 from tools.readers.load import NULL_SENTINEL
 from tools.readers.probe import probe, read_text_head, read_text_tail
-from tools.rules import RowScan, data_columns, row_scan
+from tools.rules import RowScan, row_scan
 from tools.sinks import configure_working_connection
+from tools.typed_rows import conflicting_keys, exact_duplicates, repeated_rows, rule_counts, typed_rows
 from tools.verdict import Criterion, HealError, InputError, Stopwatch, Verdict, could_not_run, finish
 
 if TYPE_CHECKING:  # a script run by hand need not import the orchestrator's context
@@ -59,12 +60,11 @@ _SCRATCH = "heal_vq_scratch"
 
 
 class _Source(NamedTuple):
-    """The rows to judge: a staged table (``_row`` included), or a CSV file read in place."""
+    """A CSV file read in place (a run by hand; a staged delivery is judged by :func:`check`)."""
 
-    relation: str  # SQL relation: the delivered columns and _error (and _row when staged)
+    relation: str  # SQL relation: the delivered columns and _error
     delivered: tuple[str, ...]
-    staged: bool
-    numbered: str = ""  # CSV only: the same rows with _row, streamed in file order
+    numbered: str  # the same rows with _row, streamed in file order
 
 
 def check(
@@ -74,9 +74,40 @@ def check(
     contract: Contract,
     history: Sequence[int] = (),
 ) -> Verdict:
-    """Count every rule breach over the staged ``table``; ``history`` is recent row counts."""
-    source = _Source(quote_ident(table), tuple(data_columns(con, table)), staged=True)
-    return _judge(con, source, contract=contract, history=history)
+    """Count every rule breach over the staged ``table``; ``history`` is recent row counts.
+
+    Reads the typed rows the other steps share (:mod:`tools.typed_rows`): the rule masks give
+    the counts and samples, and only rows that may have a twin are compared by their text.
+    """
+    clock = Stopwatch()
+    typed = typed_rows(con, table, contract=contract)
+    rows, per_rule = rule_counts(con, typed)
+    criteria = []
+    for criterion in ROW_CRITERIA:
+        breaking = {r.reason: per_rule[r.reason] for r in typed.rules if r.criterion == criterion and per_rule[r.reason]}
+        samples = [r[0] for r in con.execute(
+            f"SELECT _row FROM {typed.sql} WHERE {typed.breaks(criterion)} ORDER BY _row LIMIT {SAMPLE}"
+        ).fetchall()] if breaking else []
+        criteria.append(Criterion(id=criterion, passed=not breaking, observed=breaking or 0, expected=0,
+                                  detail=DETAILS[criterion] if breaking else "", samples=tuple(samples)))
+    repeated = repeated_rows(con, typed)
+    duplicates = exact_duplicates(con, repeated)
+    conflicts, key_samples = 0, []
+    if typed.key:
+        held = quote_ident(conflicting_keys(con, typed, repeated, out="heal_vq_conflicts"))
+        conflicts = con.execute(f"SELECT count(*) FROM {held}").fetchone()[0]
+        found = con.execute(f"SELECT * FROM {held} ORDER BY ALL LIMIT {SAMPLE}").fetchall()
+        key_samples = [r[0] if len(r) == 1 else list(r) for r in found]
+    criteria.append(Criterion(
+        id="key_unique", passed=conflicts == 0, observed=conflicts, expected=0,
+        detail=DETAILS["key_unique"] if conflicts else "", samples=tuple(key_samples),
+    ))
+    criteria.append(_volume(rows, history, contract.volume_tolerance))
+    return Verdict.from_criteria(
+        SKILL, criteria, failure_classes=CLASSES,
+        metrics={"rows": rows, "exact_duplicates": duplicates, "breaches": per_rule},
+        duration_ms=clock.ms(),
+    )
 
 
 def _judge(
@@ -96,8 +127,7 @@ def _judge(
     more, e.g. to compare many duplicate rows); it is lifted if the pass runs out.
     """
     clock = Stopwatch()
-    scan = row_scan(contract, source.delivered, source.relation, extra=("_row",) if source.staged else (),
-                    hash_bits=32)
+    scan = row_scan(contract, source.delivered, source.relation, hash_bits=32)
     assert scan.rules[0].criterion == "rows_parse"  # bit 0: the row is malformed
     scratch = _scratch_path(con)
     con.execute(f"ATTACH {quote_literal(str(scratch))} AS {_SCRATCH}")
@@ -281,10 +311,6 @@ def _compare_values(
 def _row_samples(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, criterion: str, breaking: int, *,
                  contract: Contract, source: _Source) -> list[int]:
     """The first rows, in file order, that break ``criterion`` (which ``breaking`` rows do)."""
-    if source.staged:
-        return [r[0] for r in con.execute(
-            f"SELECT _row FROM {t.rows} WHERE {_bits(scan, criterion)} ORDER BY _row LIMIT {SAMPLE}"
-        ).fetchall()]
     # A file read in place has no row numbers: number the rows as they stream, and stop at the
     # last sample (the 20th, or the 3rd of 3 bad rows rather than at the end of the file).
     numbered = row_scan(contract, source.delivered, f"({source.numbered})", extra=("_row",))
@@ -342,7 +368,7 @@ def csv_in_place(path: str, expected_columns: Sequence[str]) -> _Source | None:
     columns = ", ".join(f"c{i} AS {quote_ident(n)}" for i, n in enumerate(names))
     error = f"CASE WHEN cx IS NOT NULL OR c{width - 1} IS NULL THEN 'wrong_field_count' END AS _error"
     relation = f"(SELECT {columns}, {error} FROM {reader})"
-    return _Source(relation, tuple(names), staged=False,
+    return _Source(relation, tuple(names),
                    numbered=f"SELECT row_number() OVER () AS _row, * FROM {relation}")
 
 
