@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-pg clean
 
 $(STAMP): pyproject.toml
 	@# Debian's chromium renders the HTML report in a test; installed when missing and we can.
@@ -29,6 +29,10 @@ lint: $(STAMP)
 bench: $(STAMP)  ## benchmarks (not part of the tests)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m bench
+
+bench-pg: $(STAMP)  ## 5M rows into PostgreSQL vs a bare COPY (a server at 127.0.0.1:5432; see bench/pg.py)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench --pg
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -194,6 +194,82 @@ def test_key_conflicts_counts_staged_rows_whose_key_is_already_loaded(sink):
     assert sink.query("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'heal_keys_%'") == [(0,)]
 
 
+def test_key_conflicts_skips_copying_the_keys_only_when_no_loaded_key_is_in_the_staged_range(sink, db):
+    sink.load(stage(sink, sales_stage(100, 10)), table="sales", columns=SALES, key=["sale_id"], mode="insert",
+              run_id="r1")
+    cases = [
+        (sales_stage(200, 50), ["sale_id"], 0),  # above every loaded key: proven by one range probe
+        (sales_stage(1, 50), ["sale_id"], 0),  # below them
+        (sales_stage(50, 200), ["sale_id"], 10),  # around them: the keys are copied and joined
+        ("SELECT NULL::BIGINT AS sale_id, DATE '2026-11-02' AS date", ["sale_id"], 0),  # NULL matches nothing
+        ("SELECT 105::VARCHAR AS sale_id, DATE '2026-11-02' AS date", ["sale_id"], 1),  # text vs bigint: no probe
+        ("SELECT 105::BIGINT AS sale_id, DATE '2026-11-05' AS date", ["date", "sale_id"], 0),  # a date, no overlap
+        ("SELECT 105::BIGINT AS sale_id, DATE '2026-11-02' AS date", ["date", "sale_id"], 1),
+        ("SELECT 105::BIGINT AS sale_id, DATE '2026-11-03' AS date", ["date", "sale_id"], 0),
+        ("SELECT 105::BIGINT AS sale_id, 'N-105' AS product_id", ["product_id"], 1),  # text: collations may differ
+    ]
+    for sql, key, want in cases:
+        stage(sink, sql)
+        assert sink.key_conflicts("st", table="sales", key=key) == want, (sql, key)
+    assert sink.query("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'heal_keys_%'") == [(0,)]
+
+
+def test_a_new_table_gets_its_index_after_the_copy_and_our_lineage_defaults_after_the_first_run(sink, db):
+    before = sink.working_connection().execute("SELECT current_setting('async_threads')").fetchone()
+    sink.load(stage(sink, sales_stage(1, 1000)), table="sales", columns=SALES, key=["sale_id"], mode="upsert",
+              run_id="r1")
+    assert sink.working_connection().execute("SELECT current_setting('async_threads')").fetchone() == before
+    defaults = dict(db.execute(
+        "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a LEFT JOIN pg_attrdef d "
+        "ON d.adrelid = a.attrelid AND d.adnum = a.attnum WHERE a.attrelid = 'public.sales'::regclass "
+        "AND a.attname LIKE '\\_heal%'").fetchall())
+    assert defaults["_heal_run_id"] is None and "now()" in defaults["_heal_loaded_at"]
+    assert db.execute("SELECT count(*) FROM pg_index WHERE indrelid = 'public.sales'::regclass "
+                      "AND indisunique AND indisvalid").fetchone() == (1,)
+    sink.load(stage(sink, sales_stage(1001, 10)), table="sales", columns=SALES, key=["sale_id"], mode="insert",
+              run_id="r2")
+    got = db.execute("SELECT _heal_run_id, count(*), count(DISTINCT _heal_loaded_at) FROM sales GROUP BY 1 "
+                     "ORDER BY 1").fetchall()
+    assert got == [("r1", 1000, 1), ("r2", 10, 1)]
+    first, second = db.execute("SELECT min(_heal_loaded_at), max(_heal_loaded_at) FROM sales").fetchone()
+    assert first < second
+
+
+def test_duplicate_staged_keys_never_reach_a_new_table(sink, db):
+    stage(sink, f"SELECT * FROM ({sales_stage(1, 5)}) UNION ALL SELECT * FROM ({sales_stage(3, 1)})")
+    with pytest.raises(TargetError, match="could not create unique index"):
+        sink.load("st", table="sales", columns=SALES, key=["sale_id"], mode="insert", run_id="r1")
+    assert db.execute("SELECT to_regclass('public.sales')").fetchone() == (None,)
+
+
+def test_a_load_nested_in_an_outer_transaction_creates_and_fills_its_table_in_a_savepoint(sink, db):
+    with sink.transaction():
+        sink.execute("CREATE TABLE other (x INT)")
+        sink.load(stage(sink, sales_stage(1, 50)), table="sales", columns=SALES, key=["sale_id"], mode="insert",
+                  run_id="r1")
+        assert db.execute("SELECT to_regclass('public.sales')").fetchone() == (None,)  # not committed yet
+    assert db.execute("SELECT count(*) FROM sales").fetchone() == (50,)
+
+
+def test_verify_counts_duplicate_keys_of_this_run_with_or_without_a_unique_index(sink, db):
+    # Two NULL keys group together (as GROUP BY does), though the unique index lets both in.
+    nulls = "SELECT NULL::BIGINT AS sale_id, DATE '2026-11-02' AS date, 1.5::DECIMAL(18,2) AS amount, 'x' AS product_id"
+    stage(sink, f"{nulls} UNION ALL {nulls} UNION ALL SELECT * FROM ({sales_stage(1, 3)})")
+    with pytest.raises(TargetError, match="5 rows tagged for 5 sent, 1 duplicate keys; rolled back"):
+        load_and_verify(sink, "st", table="sales", columns=SALES, key=["sale_id"], mode="insert", run_id="r1")
+    # No unique index: a key loaded by an earlier run and again by this one is caught, and
+    # rolled back; a duplicate no row of this run takes part in is the earlier run's business.
+    db.execute("CREATE TABLE sales (sale_id BIGINT, date DATE, amount NUMERIC(18,2), product_id TEXT)")
+    db.execute("INSERT INTO sales VALUES (1, '2026-11-01', 1, 'old'), (1, '2026-11-01', 1, 'old')")
+    done = load_and_verify(sink, stage(sink, sales_stage(10, 3)), table="sales", columns=SALES, key=["sale_id"],
+                           mode="insert", run_id="r2")
+    assert (done.rows_tagged, done.duplicate_keys) == (3, 0)
+    with pytest.raises(TargetError, match="2 rows tagged for 2 sent, 1 duplicate keys; rolled back"):
+        load_and_verify(sink, stage(sink, sales_stage(12, 2)), table="sales", columns=SALES, key=["sale_id"],
+                        mode="insert", run_id="r3")
+    assert db.execute("SELECT count(*) FROM sales").fetchone() == (5,)
+
+
 def test_insert_from_copies_staged_rows_into_an_existing_table(sink, db):
     db.execute("CREATE TABLE notes (n BIGINT, body TEXT, extra TEXT)")
     stage(sink, "SELECT i AS n, 'note ' || i AS body FROM range(1000) r(i)")
@@ -204,6 +280,12 @@ def test_insert_from_copies_staged_rows_into_an_existing_table(sink, db):
     stage(sink, "SELECT * FROM (VALUES ('a'), ('\\.'), (''), (NULL), ('b')) v(body)")
     assert sink.insert_from("st", table="lines", columns=["body"]) == 5
     assert set(db.execute("SELECT body FROM lines").fetchall()) == {("a",), ("\\.",), ("",), (None,), ("b",)}
+    # Several columns: values are quoted only where CSV needs it; "\." first on a line is still data.
+    db.execute("CREATE TABLE pairs (body TEXT, n INT)")
+    stage(sink, "SELECT * FROM (VALUES ('\\.', 1), ('\\.', NULL), ('', 2), (NULL, 3), ('a,\"b\"\n\\.\n', 4)) v(body, n)")
+    assert sink.insert_from("st", table="pairs", columns=["body", "n"]) == 5
+    assert sorted(db.execute("SELECT n, body FROM pairs").fetchall(), key=str) == sorted(
+        [(1, "\\."), (None, "\\."), (2, ""), (3, None), (4, 'a,"b"\n\\.\n')], key=str)
 
 
 def test_schema_evolution_adds_new_columns_nullable(sink, db):

@@ -87,9 +87,12 @@ def redact_url(url: str) -> str:
 
 
 def configure_working_connection(con: duckdb.DuckDBPyConnection, *, memory_limit: str | None = None) -> None:
-    """Bound DuckDB's memory so large deliveries spill to disk instead of growing the process."""
+    """Bound DuckDB's memory so large deliveries spill to disk instead of growing the process, and
+    keep it quiet."""
     limit = memory_limit or os.environ.get("HEAL_MEMORY_LIMIT", "512MB")
     con.execute(f"SET memory_limit = '{limit}'")
+    # A query past two seconds would draw a progress bar on stdout, into `heal run --json`'s output.
+    con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = false")
     spill = Path(os.environ.get("HEAL_TEMP_DIR") or tempfile.gettempdir()) / "heal-spill"
     con.execute(f"SET temp_directory = '{spill.as_posix()}'")
@@ -256,13 +259,10 @@ def load_and_verify(
 
     def verify_then_record() -> None:
         sent = checked["sent"]
-        tagged = sink.query(f"SELECT count(*) FROM {target} WHERE _heal_run_id = ?", (run_id,))[0][0]
-        dupes = 0
-        if key:
-            cols = ", ".join(quote_ident(k) for k in key)
-            dupes = sink.query(
-                f"SELECT count(*) FROM (SELECT {cols} FROM {target} GROUP BY {cols} HAVING count(*) > 1) d"
-            )[0][0]
+        nulls = " OR ".join(f"{quote_ident(k)} IS NULL" for k in key) or "false"
+        tagged, null_keyed = sink.query(
+            f"SELECT count(*), count(*) FILTER (WHERE {nulls}) FROM {target} WHERE _heal_run_id = ?", (run_id,))[0]
+        dupes = _duplicate_keys(sink, target, key, run_id=run_id, null_keyed=null_keyed) if key else 0
         checked.update(tagged=tagged, dupes=dupes)
         if tagged != sent or dupes:
             raise TargetError(
@@ -277,6 +277,70 @@ def load_and_verify(
     result = sink.load(staging, table=table, columns=columns, key=key, mode=mode, run_id=run_id,
                        after=verify_then_record)
     return VerifiedLoad(result, checked["sent"], checked["tagged"], checked["dupes"])
+
+
+#: The widest key range (in values) whose uniqueness DuckDB proves with one bitstring (16 MiB).
+_BITSTRING_RANGE = 1 << 27
+_BITSTRING_TYPES = ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UINTEGER", "USMALLINT", "UTINYINT")
+
+
+def _duplicate_keys(sink: Sink, target: str, key: Sequence[str], *, run_id: str, null_keyed: int) -> int:
+    """Keys held more than once in the target, among the keys of this run's rows (a key no row of
+    this run holds was verified by the run that loaded it). NULLs group together, as in GROUP BY.
+
+    The exact count is a join and a GROUP BY over the target; it runs only when a cheaper proof
+    fails: in PostgreSQL, a unique index on the key (NULL keys aside); in DuckDB, this run's keys
+    distinct among themselves and held by no other row."""
+    if sink.dialect == "postgresql" and not null_keyed:
+        from tools.postgres import unique_index_covers  # deferred: psycopg only when used
+
+        if unique_index_covers(sink.query, target, key):
+            return 0
+    if sink.dialect == "duckdb" and _unique_in_duckdb(sink, target, key, run_id=run_id, null_keyed=null_keyed):
+        return 0
+    cols = ", ".join(quote_ident(k) for k in key)
+    same = " AND ".join(f"m.{quote_ident(k)} = t.{quote_ident(k)}" for k in key)
+    nulls = " OR ".join(f"t.{quote_ident(k)} IS NULL" for k in key)
+    rows = f"SELECT {cols}, _heal_run_id FROM {target} t"  # rows with a key of this run, or a NULL in it
+    return sink.query(
+        f"SELECT count(*) FROM (SELECT {cols} FROM ("
+        f"{rows} WHERE EXISTS (SELECT 1 FROM {target} m WHERE m._heal_run_id = ? AND {same}) "
+        f"UNION ALL {rows} WHERE {nulls}) u "
+        f"GROUP BY {cols} HAVING count(*) > 1 AND bool_or(_heal_run_id = ?)) d",
+        (run_id, run_id),
+    )[0][0]
+
+
+def _unique_in_duckdb(sink: Sink, target: str, key: Sequence[str], *, run_id: str, null_keyed: int) -> bool:
+    """Whether no key of this run's rows is held by two rows, proven cheaply in DuckDB: this run's
+    keys are distinct among themselves, and no other row holds one of them (NULL matching NULL)."""
+    mine = f"FROM {target} WHERE _heal_run_id = ?"
+    first = quote_ident(key[0])
+    kind, low, high, valued, rows = sink.query(
+        f"SELECT typeof(min({first})), min({first}), max({first}), count({first}), count(*) {mine}", (run_id,))[0]
+    if low is None and len(key) == 1:
+        distinct = null_keyed <= 1
+    elif len(key) == 1 and null_keyed <= 1 and kind in _BITSTRING_TYPES and high - low < _BITSTRING_RANGE:
+        # Each distinct value sets one bit of a bitstring over the range, so the values are
+        # distinct when the bits set equal the values: one pass, no hash table.
+        bits = sink.query(f"SELECT bit_count(bitstring_agg({first}, {int(low)}, {int(high)})) {mine}", (run_id,))
+        distinct = bits[0][0] == valued
+    else:
+        cols = ", ".join(quote_ident(k) for k in key)
+        distinct = not sink.query(f"SELECT 1 {mine} GROUP BY {cols} HAVING count(*) > 1 LIMIT 1", (run_id,))
+    if not distinct:
+        return False
+    # Other rows whose first key column is in this run's range, or NULL when one of this run's is:
+    # none (zone maps skip most row groups), so none can hold a key of this run.
+    near, params = (["false"], []) if low is None else ([f"{first} BETWEEN ? AND ?"], [low, high])
+    if valued < rows:
+        near.append(f"{first} IS NULL")
+    others = f"FROM {target} t WHERE t._heal_run_id IS DISTINCT FROM ?"
+    if not sink.query(f"SELECT 1 {others} AND ({' OR '.join(near)}) LIMIT 1", (run_id, *params)):
+        return True
+    same = " AND ".join(f"m.{quote_ident(k)} IS NOT DISTINCT FROM t.{quote_ident(k)}" for k in key)
+    return not sink.query(f"SELECT 1 {others} AND EXISTS (SELECT 1 FROM {target} m WHERE m._heal_run_id = ? "
+                          f"AND {same}) LIMIT 1", (run_id, run_id))
 
 
 def default_schema(dialect: str) -> str:

@@ -1,0 +1,33 @@
+"""tools.profile.profile_table: one SQL pass over a staged table, the same statistics per column."""
+
+from __future__ import annotations
+
+import duckdb
+
+from tools.profile import profile_table
+
+
+def test_numbers_get_their_three_quantiles_from_one_digest_as_from_three():
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # approximate quantiles are exact-repeatable on one thread
+    con.execute("CREATE TABLE t AS SELECT (i * 7919 % 10007) / 100 AS amount, DATE '2026-11-01' + (i % 5)::INT AS day, "
+                "'sku-' || (i % 37) AS sku FROM range(20000) r(i)")
+    got = profile_table(con, "t", [("amount", "DECIMAL(18,2)"), ("day", "DATE"), ("sku", "VARCHAR")])
+    x = "CAST(amount AS DOUBLE)"
+    median, p05, p95 = con.execute(f"SELECT approx_quantile({x}, 0.5), approx_quantile({x}, 0.05), "
+                                   f"approx_quantile({x}, 0.95) FROM t").fetchone()
+    assert got["amount"] == {"kind": "number", "rows": 20000, "nulls": 0, "distinct": got["amount"]["distinct"],
+                             "min": 0.0, "max": 100.06, "mean": got["amount"]["mean"],
+                             "median": median, "p05": p05, "p95": p95}
+    assert got["day"] == {"kind": "date", "rows": 20000, "nulls": 0, "distinct": 5, "min": "2026-11-01",
+                          "max": "2026-11-05"}
+    assert got["sku"]["kind"] == "text" and got["sku"]["nulls"] == 0 and list(got["sku"]) == [
+        "kind", "rows", "nulls", "distinct", "mean_length"]
+
+
+def test_a_column_of_nulls_or_no_rows_has_no_quantiles():
+    con = duckdb.connect()
+    for sql in ("SELECT NULL::BIGINT AS n FROM range(3)", "SELECT 1::BIGINT AS n LIMIT 0"):
+        con.execute(f"CREATE OR REPLACE TABLE t AS {sql}")
+        got = profile_table(con, "t", [("n", "BIGINT")])["n"]
+        assert (got["median"], got["p05"], got["p95"], got["min"]) == (None, None, None, None)
