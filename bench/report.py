@@ -198,11 +198,12 @@ def _why_missed(results: Sequence[SizeResult]) -> list[str]:
         run, load = r.wall(RUN), r.wall(LOAD)
         if run is not None and load is not None and run > 2 * load:
             lines.append(
-                f"- heal run at {r.label} is {run / load:.0f}x the bare load: the autopilot materializes the delivery "
-                "as a text table, then each step (validate-schema, validate-history, validate-quality, "
-                "quarantine-rows, transform, load-target) makes its own pass and most write a new table; past the "
-                "512 MB working limit those tables spill to disk and every pass reads them back. Within 2x needs the "
-                "steps fused on one read (see the per-step times above)."
+                f"- heal run at {r.label} is {run / load:.0f}x the bare load: "
+                "the autopilot stages the delivery as a text table (that read alone costs about one bare load), "
+                "plans type drift over it, types it once into a second table that the later steps share, and "
+                "writes the clean rows a third time (transform) before the load writes them into the target; past "
+                "the 512 MB working limit these tables spill to disk and are read back. Within 2x needs the read, "
+                "the typing and the load fused into one pass over the file (see the per-step times above)."
             )
     return lines
 
