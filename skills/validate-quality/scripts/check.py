@@ -82,14 +82,19 @@ def check(
     clock = Stopwatch()
     typed = typed_rows(con, table, contract=contract)
     rows, per_rule = rule_counts(con, typed)
+    masks = ", ".join(quote_ident(m) for m in typed.masks)
+    # The failing rows (few, normally) are picked out once; each criterion's samples come from them.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE heal_vq_failing AS SELECT _row, {masks} FROM {typed.sql} "
+                f"WHERE {typed.breaks()}")
     criteria = []
     for criterion in ROW_CRITERIA:
         breaking = {r.reason: per_rule[r.reason] for r in typed.rules if r.criterion == criterion and per_rule[r.reason]}
         samples = [r[0] for r in con.execute(
-            f"SELECT _row FROM {typed.sql} WHERE {typed.breaks(criterion)} ORDER BY _row LIMIT {SAMPLE}"
+            f"SELECT _row FROM heal_vq_failing WHERE {typed.breaks(criterion)} ORDER BY _row LIMIT {SAMPLE}"
         ).fetchall()] if breaking else []
         criteria.append(Criterion(id=criterion, passed=not breaking, observed=breaking or 0, expected=0,
                                   detail=DETAILS[criterion] if breaking else "", samples=tuple(samples)))
+    con.execute("DROP TABLE heal_vq_failing")
     repeated = repeated_rows(con, typed)
     duplicates = exact_duplicates(con, repeated)
     conflicts, key_samples = 0, []
