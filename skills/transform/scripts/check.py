@@ -66,14 +66,17 @@ def transform(
         columns.append(("region", "VARCHAR"))
     # Exact duplicate rows (same delivered text) are kept once: the first in file order.
     repeated = quote_ident(repeated_rows(con, typed))
+    dropped = quote_ident(f"{_DROPPED}_{out_table}")
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_DROPPED} AS SELECT _row FROM (SELECT _row, row_number() OVER "
+        f"CREATE OR REPLACE TEMP TABLE {dropped} AS SELECT _row FROM (SELECT _row, row_number() OVER "
         f"(PARTITION BY __heal_text ORDER BY _row) AS n FROM {repeated}) WHERE n > 1"
     )
-    kept = f"(SELECT * FROM {typed.sql} WHERE _row NOT IN (SELECT _row FROM {_DROPPED}))"
+    kept = f"(SELECT * FROM {typed.sql} WHERE _row NOT IN (SELECT _row FROM {dropped}))"
     out = quote_ident(out_table)
+    # A view: the load reads the typed rows once, instead of transform writing them first.
+    con.execute(f"DROP TABLE IF EXISTS {out}")
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {out} AS "
+        f"CREATE OR REPLACE TEMP VIEW {out} AS "
         f"SELECT {', '.join(select)}{', ' if derived else ''}{', '.join(derived)} FROM {kept}"
     )
     # A value with text that does not parse would be lost: the same rule validate-quality counts.
@@ -83,7 +86,6 @@ def transform(
     rows_in, unparsed = con.execute(
         f"SELECT (SELECT count(*) FROM {typed.sql}), (SELECT coalesce(sum({lost}), 0) FROM {kept})"
     ).fetchone()
-    con.execute(f"DROP TABLE {_DROPPED}")
     has_tax = "tax_amount" in dict(columns)
     rows_out, missing_tax, missing_region = con.execute(
         "SELECT count(*), "
