@@ -19,12 +19,19 @@ import duckdb
 from tools.contract import Column, Contract, is_null_sql, parse_sql, quote_ident, quote_literal, sql_type
 
 __all__ = [
+    "MASK_BITS",
     "META_COLUMNS",
     "TYPE_DRIFT_SHARE",
     "RowRule",
     "RowScan",
+    "breaks_sql",
+    "count_breaches",
     "data_columns",
     "fast_value_sql",
+    "fresh_name",
+    "mask_bits",
+    "mask_sql",
+    "mask_type",
     "plain_text_sql",
     "row_rules",
     "row_scan",
@@ -156,7 +163,8 @@ def unparseable_shares(
 _CAST_WORDS = frozenset({
     "inf", "infinity", "nan", "epoch", "true", "false", "t", "f", "yes", "no", "y", "n", "on", "off",
 })
-_MASK_BITS = 63
+#: Rules per mask column: bit ``i % 63`` of mask ``i // 63`` is set when rule ``i`` breaks.
+MASK_BITS = 63
 
 
 @dataclass(frozen=True)
@@ -217,12 +225,55 @@ def fast_value_sql(ident: str, col: Column) -> str | None:
     return f"TRY_CAST({ident} AS {sql_type(col.type)})"
 
 
-def _mask_type(bits: int) -> str:
+def mask_type(bits: int) -> str:
     """The smallest signed integer type that holds ``bits`` flag bits."""
     return next(t for n, t in ((7, "TINYINT"), (15, "SMALLINT"), (31, "INTEGER")) if bits <= n) if bits <= 31 else "BIGINT"
 
 
-def _fresh(base: str, taken: set[str]) -> str:
+def mask_sql(rules: Sequence[RowRule]) -> str:
+    """SQL for one mask: bit ``i`` set when ``rules[i]`` (at most :data:`MASK_BITS`) breaks."""
+    return " | ".join(f"CASE WHEN {r.predicate} THEN {1 << i} ELSE 0 END" for i, r in enumerate(rules)) or "0"
+
+
+def mask_bits(rules: Sequence[RowRule], masks: Sequence[str], criterion: str | None = None,
+              reason: str | None = None) -> list[tuple[str, int]]:
+    """(mask column, bits) of the rules of ``criterion`` (or with ``reason``; all rules when neither)."""
+    found = []
+    for j, mask in enumerate(masks):
+        bits = sum(1 << (i - MASK_BITS * j) for i, r in enumerate(rules)
+                   if i // MASK_BITS == j and (criterion is None or r.criterion == criterion)
+                   and (reason is None or r.reason == reason))
+        if bits:
+            found.append((mask, bits))
+    return found
+
+
+def breaks_sql(rules: Sequence[RowRule], masks: Sequence[str], criterion: str | None = None,
+               reason: str | None = None) -> str:
+    """SQL true when a row breaks some rule (of ``criterion``, or with ``reason``, when given)."""
+    parts = [f"({quote_ident(m)} & {b}) <> 0" for m, b in mask_bits(rules, masks, criterion, reason)]
+    return "(" + (" OR ".join(parts) or "false") + ")"
+
+
+def count_breaches(con: duckdb.DuckDBPyConnection, relation: str, rules: Sequence[RowRule],
+                   masks: Sequence[str]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """(rows of ``relation``, rows breaking each rule by reason code, rows breaking each criterion)."""
+    per_rule = {r.reason: 0 for r in rules}
+    per_criterion = {r.criterion: 0 for r in rules}
+    rows = 0
+    listed = ", ".join(quote_ident(m) for m in masks)
+    for *values, n in con.execute(f"SELECT {listed}, count(*) FROM {relation} GROUP BY ALL").fetchall():
+        rows += n
+        broken = [r for i, r in enumerate(rules) if values[i // MASK_BITS] >> (i % MASK_BITS) & 1]
+        for rule in broken:
+            per_rule[rule.reason] += n
+        for criterion in {r.criterion for r in broken}:
+            per_criterion[criterion] += n
+    return rows, per_rule, per_criterion
+
+
+def fresh_name(base: str, taken: set[str]) -> str:
+    """``base``, with underscores added until it is not in ``taken`` (which it then joins)."""
     name = base
     while name in taken:
         name += "_"
@@ -273,7 +324,7 @@ def row_scan(
         if fast is None:
             ok.append("false")
             continue
-        name = _fresh(f"__heal_v_{len(values)}", taken)
+        name = fresh_name(f"__heal_v_{len(values)}", taken)
         values[col.name] = name
         inner.append(f"{fast} AS {quote_ident(name)}")
         v = quote_ident(name)
@@ -287,20 +338,19 @@ def row_scan(
             ok.append(f"({good})")
         else:  # a null is no breach in an optional column
             ok.append(f"(({good}) OR {ident} IS NULL OR {_in(ident, clean)})")
-    ok_name = _fresh("__heal_ok", taken)
-    hash_name = _fresh("__heal_h", taken)
+    ok_name = fresh_name("__heal_ok", taken)
+    hash_name = fresh_name("__heal_h", taken)
     masks = []
-    for start in range(0, max(len(rules), 1), _MASK_BITS):
-        part = rules[start : start + _MASK_BITS]
-        bits = " | ".join(f"CASE WHEN {r.predicate} THEN {1 << i} ELSE 0 END" for i, r in enumerate(part)) or "0"
-        masks.append((_fresh(f"__heal_m{start // _MASK_BITS}", taken), bits))
+    for start in range(0, max(len(rules), 1), MASK_BITS):
+        part = rules[start : start + MASK_BITS]
+        masks.append((fresh_name(f"__heal_m{start // MASK_BITS}", taken), mask_sql(part)))
     keys = []
     key_exprs = []
     if contract.key and all(k in present for k in contract.key):
         for k in contract.key:
             col = contract.column(k)
             slow = parse_sql(quote_ident(k), col, tokens)
-            name = _fresh(f"__heal_k_{len(keys)}", taken)
+            name = fresh_name(f"__heal_k_{len(keys)}", taken)
             keys.append(name)
             expr = f"CASE WHEN {quote_ident(ok_name)} THEN {quote_ident(values[k])} ELSE {slow} END" if k in values else slow
             key_exprs.append(f"{expr} AS {quote_ident(name)}")
@@ -318,7 +368,7 @@ def row_scan(
     outer = [
         *key_exprs,
         f"{row_hash} AS {quote_ident(hash_name)}",
-        *(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {bits} END)::{_mask_type(len(rules) - 63 * j)} "
+        *(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {bits} END)::{mask_type(len(rules) - 63 * j)} "
           f"AS {quote_ident(name)}" for j, (name, bits) in enumerate(masks)),
         *(quote_ident(e) for e in extra),
     ]

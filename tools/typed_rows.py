@@ -25,14 +25,26 @@ from dataclasses import dataclass
 import duckdb
 
 from tools.contract import Contract, quote_ident, quote_literal
-from tools.rules import META_COLUMNS, RowRule, data_columns, plain_text_sql, row_rules, typed_sql
+from tools.rules import (
+    MASK_BITS,
+    META_COLUMNS,
+    RowRule,
+    breaks_sql,
+    count_breaches,
+    fresh_name,
+    mask_bits,
+    mask_sql,
+    mask_type,
+    plain_text_sql,
+    row_rules,
+    typed_sql,
+)
 
 __all__ = [
     "TypedRows", "conflicting_keys", "derive", "exact_duplicates", "repeated_rows", "rule_counts", "typed_rows",
 ]
 
 _TAG = "heal-typed:"  # the comment on a typed relation: which relation and contract it types
-_MASK_BITS = 63
 
 
 @dataclass(frozen=True)
@@ -55,26 +67,23 @@ class TypedRows:
 
     def bits(self, criterion: str | None = None, *, reason: str | None = None) -> list[tuple[str, int]]:
         """(mask column, bits) of the rules of ``criterion`` (or with ``reason``; all rules when neither)."""
-        found = []
-        for j, mask in enumerate(self.masks):
-            bits = sum(1 << (i - _MASK_BITS * j) for i, r in enumerate(self.rules)
-                       if i // _MASK_BITS == j and (criterion is None or r.criterion == criterion)
-                       and (reason is None or r.reason == reason))
-            if bits:
-                found.append((mask, bits))
-        return found
+        return mask_bits(self.rules, self.masks, criterion, reason)
 
     def breaks(self, criterion: str | None = None, *, reason: str | None = None) -> str:
         """SQL true when a row breaks some rule (of ``criterion``, or with ``reason``, when given)."""
-        parts = [f"({quote_ident(m)} & {b}) <> 0" for m, b in self.bits(criterion, reason=reason)]
-        return "(" + (" OR ".join(parts) or "false") + ")"
+        return breaks_sql(self.rules, self.masks, criterion, reason)
 
     def reason_codes(self) -> list[str]:
         """One SQL expression per rule: its reason code where the row breaks it, else NULL."""
         return [f"CASE WHEN {self.breaks(reason=r.reason)} THEN {quote_literal(r.reason)} END" for r in self.rules]
 
 
-def _signature(con: duckdb.DuckDBPyConnection, relation: str, contract: Contract) -> str | None:
+def _columns(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    return [d[0] for d in con.execute(f"SELECT * FROM {quote_ident(relation)} LIMIT 0").description]
+
+
+def _signature(con: duckdb.DuckDBPyConnection, relation: str, columns: Sequence[str],
+               contract: Contract) -> str | None:
     row = con.execute(
         "SELECT table_oid::VARCHAR || ':' || estimated_size::VARCHAR FROM duckdb_tables() "
         "WHERE table_name = ? AND temporary UNION ALL "
@@ -83,8 +92,7 @@ def _signature(con: duckdb.DuckDBPyConnection, relation: str, contract: Contract
     ).fetchone()
     if row is None:
         return None  # not a TEMP relation of this connection: type it every time
-    columns = [d[0] for d in con.execute(f"SELECT * FROM {quote_ident(relation)} LIMIT 0").description]
-    text = repr((relation, row[0], columns, contract.columns, contract.key, contract.null_tokens,
+    text = repr((relation, row[0], list(columns), contract.columns, contract.key, contract.null_tokens,
                  contract.extra_columns))
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -98,36 +106,29 @@ def _find(con: duckdb.DuckDBPyConnection, signature: str) -> str | None:
     return row[0] if row else None
 
 
-def _fresh(base: str, taken: set[str]) -> str:
-    name = base
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
-
-
 def _layout(delivered: Sequence[str], contract: Contract, relation: str, source: str) -> TypedRows:
     """Names of the typed relation's columns (meta names never collide with delivered ones)."""
     present = set(delivered)
     taken = set(delivered) | set(META_COLUMNS)
     rules = tuple(row_rules(contract, delivered))  # the order row_scan's masks use
-    masks = tuple(_fresh(f"__heal_m{j}", taken) for j in range(0, max(len(rules), 1), _MASK_BITS))
+    masks = tuple(fresh_name(f"__heal_m{j}", taken) for j in range(0, max(len(rules), 1), MASK_BITS))
     key = tuple(contract.key) if contract.key and all(k in present for k in contract.key) else ()
     return TypedRows(
         relation=relation, source=source, delivered=tuple(delivered),
         typed=tuple(c.name for c in contract.columns if c.name in present),
         extras=tuple(c for c in delivered if c not in contract.names),
         key=key, rules=rules, masks=masks,
-        hash=None if key else _fresh("__heal_h", taken),  # with a key, twins share their key instead
+        hash=None if key else fresh_name("__heal_h", taken),  # with a key, twins share their key instead
     )
 
 
 def typed_rows(con: duckdb.DuckDBPyConnection, relation: str, *, contract: Contract) -> TypedRows:
     """The typed rows of the staged ``relation`` (built now, or found from an earlier step)."""
-    delivered = data_columns(con, relation)
-    signature = _signature(con, relation, contract)
+    columns = _columns(con, relation)
+    delivered = [c for c in columns if c not in META_COLUMNS]
+    have = set(columns)
+    signature = _signature(con, relation, columns, contract)
     found = _find(con, signature) if signature else None
-    have = {d[0] for d in con.execute(f"SELECT * FROM {quote_ident(relation)} LIMIT 0").description}
     staged = relation if {"_row", "_error"} <= have else f"__heal_numbered_{signature or 'x'}"
     if found is not None:
         return _layout(delivered, contract, found, staged)
@@ -154,14 +155,7 @@ def typed_rows(con: duckdb.DuckDBPyConnection, relation: str, *, contract: Contr
 
 def rule_counts(con: duckdb.DuckDBPyConnection, rows: TypedRows) -> tuple[int, dict[str, int]]:
     """(rows, how many rows break each rule, by reason code)."""
-    masks = ", ".join(quote_ident(m) for m in rows.masks)
-    per_rule = {r.reason: 0 for r in rows.rules}
-    total = 0
-    for *values, n in con.execute(f"SELECT {masks}, count(*) FROM {rows.sql} GROUP BY ALL").fetchall():
-        total += n
-        for i, rule in enumerate(rows.rules):
-            if values[i // _MASK_BITS] >> (i % _MASK_BITS) & 1:
-                per_rule[rule.reason] += n
+    total, per_rule, _ = count_breaches(con, rows.sql, rows.rules, rows.masks)
     return total, per_rule
 
 
@@ -176,8 +170,8 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
     tokens = contract.null_tokens
     clean_tokens = [t for t in tokens if t == t.strip()]  # raw IN these implies trim(raw) IN tokens
     taken = set(layout.delivered) | set(META_COLUMNS) | set(layout.masks) | {layout.hash or ''}
-    values = {c: _fresh(f"__heal_t{i}", taken) for i, c in enumerate(layout.typed)}
-    ok_name = _fresh("__heal_ok", taken)
+    values = {c: fresh_name(f"__heal_t{i}", taken) for i, c in enumerate(layout.typed)}
+    ok_name = fresh_name("__heal_ok", taken)
     parsed, ok = [], ["_error IS NULL"]
     ruled = {r.reason.split(":", 1)[1] for r in layout.rules if ":" in r.reason}
     critical = {c.name for c in contract.critical}  # key columns are critical too
@@ -202,10 +196,9 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
         ok.append(f"({good})")
     masks = []
     for j, mask in enumerate(layout.masks):
-        part = layout.rules[j * _MASK_BITS:(j + 1) * _MASK_BITS]
-        bits = " | ".join(f"CASE WHEN {r.predicate} THEN {1 << i} ELSE 0 END" for i, r in enumerate(part)) or "0"
-        kind = "BIGINT" if len(part) > 31 else "INTEGER" if len(part) > 15 else "SMALLINT" if len(part) > 7 else "TINYINT"
-        masks.append(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {bits} END)::{kind} AS {quote_ident(mask)}")
+        part = layout.rules[j * MASK_BITS:(j + 1) * MASK_BITS]
+        masks.append(f"(CASE WHEN {quote_ident(ok_name)} THEN 0 ELSE {mask_sql(part)} END)::{mask_type(len(part))} "
+                     f"AS {quote_ident(mask)}")
     outer = ["_row", *(f"{quote_ident(values[c])} AS {quote_ident(c)}" for c in layout.typed),
              *(quote_ident(c) for c in layout.extras), *masks]
     if layout.hash is not None:
@@ -238,8 +231,9 @@ def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
 def derive(con: duckdb.DuckDBPyConnection, rows: TypedRows, view: str, *, without: str, contract: Contract) -> None:
     """Register the typed rows of ``view``: the rows of ``rows.source`` whose ``_row`` is not in
     the SQL query ``without``, so typing ``view`` reads ``rows`` instead of parsing again."""
-    signature = _signature(con, view, contract)
-    if signature is None or data_columns(con, view) != list(rows.delivered):
+    columns = _columns(con, view)
+    signature = _signature(con, view, columns, contract)
+    if signature is None or [c for c in columns if c not in META_COLUMNS] != list(rows.delivered):
         return
     name = f"__heal_typed_{signature}"
     con.execute(

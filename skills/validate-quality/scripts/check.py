@@ -25,7 +25,7 @@ from tools.readers import read_delivery
 from tools.readers.dialect import scan_tail, sniff_dialect, unique_names
 from tools.readers.load import NULL_SENTINEL
 from tools.readers.probe import probe, read_text_head, read_text_tail
-from tools.rules import RowScan, row_scan
+from tools.rules import RowScan, breaks_sql, count_breaches, row_scan
 from tools.sinks import configure_working_connection
 from tools.typed_rows import conflicting_keys, exact_duplicates, repeated_rows, rule_counts, typed_rows
 from tools.verdict import Criterion, HealError, InputError, Stopwatch, Verdict, could_not_run, finish
@@ -139,7 +139,7 @@ def _judge(
     t = _Tables(_SCRATCH)
     try:
         _stream(con, f"{t.create(_ROWS)} AS {scan.sql}", memory=scan_memory)
-        rows, per_rule, per_criterion = _rule_counts(con, scan, t)
+        rows, per_rule, per_criterion = count_breaches(con, t.rows, scan.rules, scan.masks)
         conflicting_keys, key_samples, exact_duplicates = _key_check(con, scan, t, contract=contract, source=source)
         criteria = []
         for criterion in ROW_CRITERIA:
@@ -191,17 +191,6 @@ def _stream(con: duckdb.DuckDBPyConnection, sql: str, *, memory: str | None) -> 
         con.execute(f"SET memory_limit = {quote_literal(usual)}")
 
 
-def _bits(scan: RowScan, criterion: str | None = None) -> str:
-    """SQL true when a row breaks some rule (of ``criterion``, when given)."""
-    parts = []
-    for j, mask in enumerate(scan.masks):
-        bits = sum(1 << (i - 63 * j) for i, r in enumerate(scan.rules)
-                   if i // 63 == j and (criterion is None or r.criterion == criterion))
-        if bits:
-            parts.append(f"({quote_ident(mask)} & {bits}) <> 0")
-    return " OR ".join(parts) or "false"
-
-
 class _Tables:
     """The working tables' names in the scratch database, as created and as referenced."""
 
@@ -221,24 +210,6 @@ def _scratch_path(con: duckdb.DuckDBPyConnection) -> Path:
     os.close(fd)
     Path(name).unlink()  # DuckDB creates it
     return Path(name)
-
-
-def _rule_counts(
-    con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables
-) -> tuple[int, dict[str, int], dict[str, int]]:
-    """(rows, rows breaking each rule, rows breaking each row criterion)."""
-    masks = ", ".join(quote_ident(m) for m in scan.masks)
-    per_rule = {r.reason: 0 for r in scan.rules}
-    per_criterion = dict.fromkeys(ROW_CRITERIA, 0)
-    rows = 0
-    for *values, n in con.execute(f"SELECT {masks}, count(*) FROM {t.rows} GROUP BY ALL").fetchall():
-        rows += n
-        broken = [r for i, r in enumerate(scan.rules) if values[i // 63] >> (i % 63) & 1]
-        for rule in broken:
-            per_rule[rule.reason] += n
-        for criterion in {r.criterion for r in broken}:
-            per_criterion[criterion] += n
-    return rows, per_rule, per_criterion
 
 
 def _key_check(
@@ -323,7 +294,7 @@ def _row_samples(con: duckdb.DuckDBPyConnection, scan: RowScan, t: _Tables, crit
     con.execute("SET preserve_insertion_order = true")
     try:
         found = con.execute(
-            f"SELECT _row FROM ({numbered.sql}) WHERE {_bits(numbered, criterion)} LIMIT {min(SAMPLE, breaking)}"
+            f"SELECT _row FROM ({numbered.sql}) WHERE {breaks_sql(numbered.rules, numbered.masks, criterion)} LIMIT {min(SAMPLE, breaking)}"
         ).fetchall()
     finally:
         con.execute(f"SET preserve_insertion_order = {str(bool(order)).lower()}")
