@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -13,6 +18,8 @@ from orchestrator.demo import sales_rows, write_sales_csv
 from orchestrator.pipeline import Pipeline, Source, load_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
+#: The PostgreSQL the tests use; each test that needs one gets its own database in it.
+ADMIN_URL = os.environ.get("HEAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DAY = dt.date(2026, 11, 2)
 
 pytest_plugins = ["tests.s3_server"]
@@ -50,3 +57,26 @@ def deliver(folder: Path, day: dt.date, rows: list[list[str]], header: list[str]
 
 def rows_for(day: dt.date, first_id: int = 1, count: int = 100, seed: int = 1) -> list[list[str]]:
     return sales_rows(day, first_id, count, random.Random(seed))
+
+
+@pytest.fixture(scope="session")
+def admin() -> Iterator[Any]:
+    """An autocommit connection to the test PostgreSQL (the test skips when it is unreachable)."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        conn = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {str(exc).splitlines()[0]}")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def pg_url(admin: Any) -> Iterator[str]:
+    """A fresh database for this test only."""
+    name = f"heal_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import duckdb
 import pytest
@@ -267,23 +264,8 @@ def test_a_new_date_format_is_proposed_and_verified_on_staging(sales, tmp_path):
 
 # -- on PostgreSQL: the same propose-verify-learn loop, the ledger's SQL portable ---------------
 
-ADMIN_URL = os.environ.get("HEAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {str(exc).splitlines()[0]}")
-    name = f"heal_agent_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def test_the_agent_heals_into_postgresql_and_the_next_run_needs_no_model(sales, tmp_path, pg_url):

@@ -13,7 +13,6 @@ import pytest
 from orchestrator.pipeline import Source
 from orchestrator.run import run_pipeline
 from tests.conftest import DAY, deliver, rows_for
-from tests.test_postgres import admin, pg_url  # noqa: F401  (fixtures)
 
 
 def pipeline_for(sales, tmp_path, url):
@@ -29,7 +28,7 @@ def counts(url):
         return conn.execute("SELECT count(*), count(DISTINCT sale_id) FROM public.sales").fetchone()
 
 
-def test_a_connection_killed_mid_copy_is_retried_and_the_target_is_exact(sales, tmp_path, pg_url):  # noqa: F811
+def test_a_connection_killed_mid_copy_is_retried_and_the_target_is_exact(sales, tmp_path, pg_url):
     deliver(tmp_path / "in", DAY, rows_for(DAY, count=300_000))
     pipeline = pipeline_for(sales, tmp_path, pg_url)
     killed = []
@@ -58,7 +57,7 @@ def test_a_connection_killed_mid_copy_is_retried_and_the_target_is_exact(sales, 
     assert counts(pg_url) == (300_000, 300_000)
 
 
-def test_a_lock_held_on_the_target_fails_the_load_cleanly_then_the_next_run_loads(sales, tmp_path, pg_url):  # noqa: F811
+def test_a_lock_held_on_the_target_fails_the_load_cleanly_then_the_next_run_loads(sales, tmp_path, pg_url):
     deliver(tmp_path / "in", DAY, rows_for(DAY, count=100))
     url = pg_url + "?options=" + quote("-c lock_timeout=300ms")
     first_day = replace(pipeline_for(sales, tmp_path, url))

@@ -7,13 +7,11 @@ Each test gets its own database (CREATE DATABASE heal_test_<random>, dropped aft
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -31,28 +29,8 @@ from tools.sinks import DuckDBSink, load_and_verify, open_sink
 from tools.verdict import TargetError
 
 REPO = Path(__file__).resolve().parent.parent
-ADMIN_URL = os.environ.get("HEAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 DAY = dt.date(2026, 11, 2)
 SALES = [("sale_id", "BIGINT"), ("date", "DATE"), ("amount", "DECIMAL(18,2)"), ("product_id", "VARCHAR")]
-
-
-@pytest.fixture(scope="module")
-def admin() -> Iterator[psycopg.Connection]:
-    try:
-        conn = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {str(exc).splitlines()[0]}")
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def pg_url(admin: psycopg.Connection) -> Iterator[str]:
-    """A fresh database for this test only."""
-    name = f"heal_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

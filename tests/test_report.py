@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import re
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -28,7 +25,6 @@ from tools.sinks import open_sink
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-ADMIN_URL = os.environ.get("HEAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: (what arrives, expected status) per day.
 WEEK = (
@@ -196,20 +192,6 @@ def test_the_html_report_renders_in_headless_chromium(ledger, tmp_path):
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL unreachable at {ADMIN_URL}: {str(exc).splitlines()[0]}")
-    name = f"heal_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def test_report_history_and_incidents_on_a_postgresql_ledger(tmp_path, pg_url):
