@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -80,3 +81,29 @@ def pg_url(admin: Any) -> Iterator[str]:
         yield urlsplit(ADMIN_URL)._replace(path=f"/{name}").geturl()
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib honours proxy variables; servers on 127.0.0.1 must be reached directly."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def rx() -> Iterator[Any]:
+    """A real webhook endpoint (tests.http_receiver.Receiver), shut down after the test."""
+    from tests.http_receiver import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.down()
+
+
+@pytest.fixture
+def dead_url() -> str:
+    """A loopback port with nothing listening: connections are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"

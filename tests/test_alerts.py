@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -29,6 +27,7 @@ from orchestrator.alerts import (
     render_text,
     send_all,
 )
+from tests.http_receiver import Receiver
 from tools.verdict import ConfigError, Criterion, Verdict
 
 SECRET_EMAIL = "alice.secret@example.com"
@@ -36,73 +35,7 @@ SECRET_CARD = "4111111111111111"
 DSN_PASSWORD = "hunter2-Pa55"
 
 
-class Receiver:
-    """A real webhook endpoint that records every request and can fail on demand."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.fail_first = 0
-        self.fail_status = 500
-        self.status = 200
-        self.reply = b"ok"
-        self.reply_headers: dict[str, str] = {}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append(
-                    {"method": self.command, "path": self.path, "headers": dict(self.headers),
-                     "raw": raw.decode("utf-8"), "json": json.loads(raw)}
-                )
-                failing = len(receiver.requests) <= receiver.fail_first
-                self.send_response(receiver.fail_status if failing else receiver.status)
-                for key, value in receiver.reply_headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(receiver.reply)))
-                self.end_headers()
-                self.wfile.write(receiver.reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-        self._up = True
-
-    def down(self) -> None:
-        if self._up:
-            self.server.shutdown()
-            self.server.server_close()
-            self._up = False
-
-    def bodies(self) -> list[str]:
-        return [r["raw"] for r in self.requests]
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """urllib honours proxy variables; the receiver must be reached directly."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def rx() -> Any:
-    receiver = Receiver()
-    yield receiver
-    receiver.down()
-
-
-@pytest.fixture
-def dead_url() -> str:
-    """A loopback port with nothing listening: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @pytest.fixture

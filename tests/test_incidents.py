@@ -7,10 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-import socket
-import threading
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,61 +16,13 @@ from orchestrator.incidents import DEFAULT_SUPPRESS_MINUTES, EscalationPolicy
 from orchestrator.ledger import Ledger
 from orchestrator.run import run_pipeline
 from tests.conftest import DAY, deliver, rows_for
+from tests.http_receiver import Receiver
 from tools.sinks import open_sink
 
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdef012345"
 
 
-class Receiver:
-    """One HTTP server standing in for Slack, PagerDuty and a webhook (by path)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                receiver.requests.append((self.path, json.loads(body)))
-                self.send_response(202 if self.path == "/pd" else 200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def to(self, path: str) -> list[dict[str, Any]]:
-        return [body for p, body in self.requests if p == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def rx():
-    receiver = Receiver()
-    yield receiver
-    receiver.close()
-
-
-@pytest.fixture
-def dead_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 def channels(rx: Receiver) -> tuple[dict[str, Any], ...]:
