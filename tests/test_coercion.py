@@ -1,6 +1,6 @@
-"""The drift planner's first pass: its shortcut (settle values that cast untrimmed, trim only the
-rest) counts exactly what the contract's own trimmed definitions count, on values chosen to
-sit where trimming, casting and null tokens disagree."""
+"""The drift planner's first pass: its shortcuts (settle values that cast untrimmed, trim only the
+rest; or read the counts off the typed rows) count exactly what the contract's own trimmed
+definitions count, on values chosen to sit where trimming, casting and null tokens disagree."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import re
 import duckdb
 import pytest
 
-from tools.coercion import _first_pass
-from tools.contract import COLUMN_TYPES, DEFAULT_NULL_TOKENS, Column, is_null_sql, parse_sql
+from tools.coercion import _first_pass, _first_pass_typed
+from tools.contract import COLUMN_TYPES, DEFAULT_NULL_TOKENS, Column, Contract, is_null_sql, parse_sql
+from tools.typed_rows import typed_rows
 
 TRICKY = [
     None, "", " ", "   ", "\t", "\u00a0", "NULL", " NULL ", "null", "N/A", " n/a\t", "-", " - ", "None", "NA",
@@ -26,10 +27,11 @@ SCI = re.compile(r"[-+]?[0-9.]+[eE][-+]?[0-9]+")
 WHOLE = re.compile(r"[-+]?[0-9]+")
 
 
-def reference(con: duckdb.DuckDBPyConnection, column: Column, tokens: tuple[str, ...]) -> dict[str, int]:
+def reference(con: duckdb.DuckDBPyConnection, column: Column, tokens: tuple[str, ...],
+              source: str = "x") -> dict[str, int]:
     """The counts straight from their definitions: every value trimmed, nothing skipped."""
     rows = con.execute(
-        f"SELECT trim(x), {is_null_sql('x', tokens)}, {parse_sql('x', column, tokens)} IS NULL FROM t"
+        f"SELECT trim({source}), {is_null_sql(source, tokens)}, {parse_sql(source, column, tokens)} IS NULL FROM t"
     ).fetchall()
     listed = {t for t in tokens if t.strip()}
     got = {"n": sum(not null for _, null, _ in rows), "tokens": sum(v in listed for v, _, _ in rows)}
@@ -53,3 +55,27 @@ def test_the_first_pass_counts_exactly_what_the_trimmed_definitions_count(tokens
     firsts = _first_pass(con, "t", [("x", c) for c in columns], tokens)
     for column, first in zip(columns, firsts):
         assert first == reference(con, column, tokens), column.type
+
+
+TOKEN_SETS = [DEFAULT_NULL_TOKENS, ("", "NA", "-999"), ("nan", "n/a"), ()]
+
+
+@pytest.mark.parametrize("tokens", TOKEN_SETS, ids=["default", "a-number-token", "a-word-that-casts", "none"])
+@pytest.mark.parametrize("values", [TRICKY, ["12", " 7 ", "", "1e3", "-4", None, "N/A"]], ids=["tricky", "whole"])
+def test_the_first_pass_from_typed_rows_counts_the_same(tokens, values):
+    con = duckdb.connect()
+    columns = [Column(f"x_{kind}", kind) for kind in COLUMN_TYPES]
+    defs = ", ".join(f"{c.name} VARCHAR" for c in columns)
+    con.execute(f"CREATE TEMP TABLE t ({defs}, _row BIGINT, _error VARCHAR)")
+    con.executemany(f"INSERT INTO t VALUES ({', '.join('?' * (len(columns) + 1))}, NULL)",
+                    [(*[v] * len(columns), i) for i, v in enumerate(values)])
+    contract = Contract(table="t", columns=tuple(columns), null_tokens=tokens)
+    firsts = _first_pass_typed(con, typed_rows(con, "t", contract=contract), [(c.name, c) for c in columns], tokens)
+    for column, first in zip(columns, firsts):
+        expected = reference(con, column, tokens, source=column.name)
+        if column.type == "decimal" and first["whole"] is None:  # some value has a fraction: not all whole
+            assert expected["whole"] < expected["n"]
+            first = {**first, "whole": expected["whole"]}
+        assert first == expected, column.type
+    if values is not TRICKY:  # every decimal value is whole: counted exactly
+        assert firsts[[c.type for c in columns].index("decimal")]["whole"] is not None

@@ -26,6 +26,7 @@ import duckdb
 
 from tools.contract import Column, is_null_sql, parse_sql, quote_ident, quote_literal
 from tools.rules import fast_value_sql, plain_text_sql, token_may_cast  # the exact shortcut row_scan uses
+from tools.typed_rows import TypedRows
 
 __all__ = ["CENTS_RATIO", "Ambiguity", "Coercion", "DriftPlan", "plan_drift", "rewrite_sql"]
 
@@ -163,12 +164,10 @@ def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tu
                          f"ELSE NOT {null} AND {parse_sql(r, col, tokens)} IS NULL END)")
         if col.type in _NUMERIC:
             keys.append("sci")
-            parts.append(f"count(*) FILTER (WHERE CASE WHEN contains({r}, 'e') OR contains({r}, 'E') THEN "
-                         f"regexp_full_match({v}, '[-+]?[0-9.]+[eE][-+]?[0-9]+') AND NOT {null} ELSE false END)")
+            parts.append(_sci_sql(r, null))
         if col.type == "decimal":
             keys.append("whole")
-            parts.append(f"count(*) FILTER (WHERE CASE WHEN contains({r}, '.') OR contains({r}, ',') THEN false "
-                         f"ELSE regexp_full_match({v}, {_q(_WHOLE)}) END)")
+            parts.append(_whole_sql(r))
         layout.append(keys)
     if not parts:
         return []
@@ -178,6 +177,73 @@ def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tu
     for keys in layout:
         out.append(dict(zip(keys, row[i:i + len(keys)])))
         i += len(keys)
+    return out
+
+
+def _sci_sql(r: str, null: str) -> str:
+    v = f"trim({r})"
+    return (f"count(*) FILTER (WHERE CASE WHEN contains({r}, 'e') OR contains({r}, 'E') THEN "
+            f"regexp_full_match({v}, '[-+]?[0-9.]+[eE][-+]?[0-9]+') AND NOT {null} ELSE false END)")
+
+
+def _whole_sql(r: str) -> str:
+    return (f"count(*) FILTER (WHERE CASE WHEN contains({r}, '.') OR contains({r}, ',') THEN false "
+            f"ELSE regexp_full_match(trim({r}), {_q(_WHOLE)}) END)")
+
+
+def _first_pass_typed(con: duckdb.DuckDBPyConnection, typed: TypedRows, columns: Sequence[tuple[str, Column]],
+                      tokens: tuple[str, ...]) -> list[dict[str, int | None]]:
+    """:func:`_first_pass`'s counts read off the delivery's typed rows, most without the text.
+
+    A typed value is exactly ``parse_sql``: where it is not NULL the text is a value, no
+    token, and parses. So only rows with a NULL typed value are judged on their text (few,
+    unless the column drifted), plus one scan of numeric text for scientific notation.
+    ``whole`` (decimal) is counted only when every parsed value is a whole number; otherwise
+    it is None, since a value with a fraction was never written as a whole number.
+    """
+    if not columns:
+        return []
+    listed = ", ".join(quote_literal(t) for t in tokens if t.strip()) or "NULL"
+    t, s = typed.sql, quote_ident(typed.source)
+    totals: list[str] = []
+    for src, col in columns:
+        v = quote_ident(src)
+        totals.append(f"count({v})")
+        if col.type == "decimal":
+            totals.append(f"count(*) FILTER (WHERE {v} <> trunc({v}))")
+    got = iter(con.execute(f"SELECT {', '.join(totals)} FROM {t}").fetchone())
+    parsed, fractions = {}, {}
+    for src, col in columns:
+        parsed[src] = next(got)
+        if col.type == "decimal":
+            fractions[src] = next(got)
+    nulls = " OR ".join(f"t.{quote_ident(src)} IS NULL" for src, _ in columns)
+    judged: list[str] = []
+    for src, _ in columns:
+        v, r = f"t.{quote_ident(src)}", f"s.{quote_ident(src)}"
+        judged += [f"count(*) FILTER (WHERE {v} IS NULL AND NOT {is_null_sql(r, tokens)})",
+                   f"count(*) FILTER (WHERE {v} IS NULL AND trim({r}) IN ({listed}))"]
+    row = con.execute(f"SELECT {', '.join(judged)} FROM (SELECT * FROM {t} t WHERE {nulls}) t "
+                      f"JOIN {s} s ON s._row = t._row").fetchone()
+    scans: list[str] = []
+    for src, col in columns:
+        r = quote_ident(src)
+        if col.type in _NUMERIC:
+            scans.append(_sci_sql(r, is_null_sql(r, tokens)))
+        if col.type == "decimal" and not fractions[src]:
+            scans.append(_whole_sql(r))
+    scanned = iter(con.execute(f"SELECT {', '.join(scans)} FROM {s}").fetchone() if scans else ())
+    out: list[dict[str, int | None]] = []
+    for i, (src, col) in enumerate(columns):
+        unparsed, token_count = row[2 * i] or 0, row[2 * i + 1] or 0
+        first: dict[str, int | None] = {"n": parsed[src] + unparsed, "tokens": token_count}
+        if col.type != "text":
+            first["bad"] = unparsed
+        if col.type in _NUMERIC:
+            first["sci"] = next(scanned)
+        if col.type == "decimal":
+            first["whole"] = None if fractions[src] else next(scanned)
+        out.append(first)
     return out
 
 
@@ -351,16 +417,22 @@ def plan_drift(
     null_tokens: Sequence[str],
     learned: Mapping[str, Sequence[str]] | None = None,
     history: Sequence[Mapping[str, Any]] = (),
+    typed: TypedRows | None = None,
 ) -> DriftPlan:
     """Decide, per ``(staged column, contract column)``, how its text becomes the contract type.
 
     ``learned`` maps a contract column to rules confirmed on earlier runs, newest first
     (``date:DD/MM/YYYY``, ``date_format:%d/%m/%Y``, ``decimal_comma``, ``cents``, ``units``);
     they break ties the data cannot. ``history`` is ``heal.profiles`` of earlier loaded runs.
+    ``typed`` (:func:`tools.typed_rows.typed_rows` of ``table``), when given, spares most of a
+    pass over the text: the later steps read the same typed rows.
     """
     learned = learned or {}
     tokens = tuple(null_tokens)
-    firsts = _first_pass(con, table, columns, tokens)
+    if typed is not None and all(src == col.name and src in typed.typed for src, col in columns):
+        firsts = _first_pass_typed(con, typed, columns, tokens)
+    else:
+        firsts = _first_pass(con, table, columns, tokens)
     rewrites: list[Coercion] = []
     notes: list[Coercion] = []
     ambiguous: list[Ambiguity] = []
@@ -380,7 +452,7 @@ def plan_drift(
             plan = _plan_number(con, table, source, col, rules)
         elif first["bad"] and col.type in _DATES:
             plan = _plan_dates(con, table, source, col, rules)
-        elif col.type == "decimal" and first["n"] >= 2 and first["whole"] == first["n"]:
+        elif col.type == "decimal" and first["n"] >= 2 and first.get("whole") == first["n"]:
             plan = _plan_cents(con, table, source, col, first, rules, history)
         rewrite, done, ambiguity = plan
         if ambiguity is not None:

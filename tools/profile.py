@@ -21,10 +21,18 @@ _QUANTILES = "median, p05, p95"  # one list-valued statistic, split into three k
 
 
 def profile_table(
-    con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    *,
+    where: str = "",
+    params: Sequence[Any] = (),
 ) -> dict[str, dict[str, Any]]:
     """Per column of ``table``: rows, nulls, distinct (approximate); for numbers also min, max,
-    mean, median, p05, p95; for dates min and max. ``columns`` are (name, DuckDB type)."""
+    mean, median, p05, p95; for dates min and max. ``columns`` are (name, DuckDB type).
+
+    ``table`` is a name (quoted here) or an already quoted ``schema.table``; ``where`` (SQL
+    with ``?`` for ``params``) keeps only some rows, such as those one run loaded."""
     parts: list[str] = []
     layout: list[tuple[str, str, list[str]]] = []
     for name, type_ in columns:
@@ -50,7 +58,9 @@ def profile_table(
         layout.append((name, kind, keys))
     if not parts:
         return {}
-    row = con.execute(f"SELECT {', '.join(parts)} FROM {quote_ident(table)}").fetchone()
+    relation = table if table.startswith('"') else quote_ident(table)
+    filtered = f" WHERE {where}" if where else ""
+    row = con.execute(f"SELECT {', '.join(parts)} FROM {relation}{filtered}", list(params)).fetchone()
     out: dict[str, dict[str, Any]] = {}
     i = 0
     for name, kind, keys in layout:

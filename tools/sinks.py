@@ -38,6 +38,7 @@ __all__ = [
     "default_schema",
     "load_and_verify",
     "open_sink",
+    "qualified_name",
     "redact_url",
 ]
 
@@ -341,6 +342,11 @@ def _unique_in_duckdb(sink: Sink, target: str, key: Sequence[str], *, run_id: st
     same = " AND ".join(f"m.{quote_ident(k)} IS NOT DISTINCT FROM t.{quote_ident(k)}" for k in key)
     return not sink.query(f"SELECT 1 {others} AND EXISTS (SELECT 1 FROM {target} m WHERE m._heal_run_id = ? "
                           f"AND {same}) LIMIT 1", (run_id, run_id))
+
+
+def qualified_name(table: str, dialect: str) -> str:
+    """``schema.table`` quoted, with the dialect's default schema when ``table`` names none."""
+    return _qualified(table, default_schema(dialect))
 
 
 def default_schema(dialect: str) -> str:

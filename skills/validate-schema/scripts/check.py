@@ -22,6 +22,7 @@ from tools.contract import Contract, load_contract, quote_ident
 from tools.mapping import propose_mapping
 from tools.readers import Delivery, read_delivery
 from tools.rules import TYPE_DRIFT_SHARE, data_columns
+from tools.typed_rows import typed_rows
 from tools.verdict import ConfigError, Criterion, HealError, InputError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "validate-schema"
@@ -93,8 +94,12 @@ def check(
     unexpected = [c for c in delivered if c not in contract.names]
     gaps = _part_gaps(parts, contract, present)
     pairs = [(c.name, c) for c in contract.columns if c.name in present]
-    plan = plan_drift(con, table, pairs, null_tokens=contract.null_tokens, learned=learned, history=profiles) \
-        if rows else DriftPlan()
+    # Typed now rather than in validate-history: the drift planner counts most of what it needs
+    # from the typed values, and the later steps find the same typed rows. Not when columns are
+    # missing: repair-schema will stage a renamed table, typed afresh.
+    typed = typed_rows(con, table, contract=contract) if rows and pairs and not (missing_required or gaps) else None
+    plan = plan_drift(con, table, pairs, null_tokens=contract.null_tokens, learned=learned, history=profiles,
+                      typed=typed) if rows else DriftPlan()
     required_detail = ""
     if missing_required:
         required_detail = f"missing {missing_required}; delivered {delivered}: run repair-schema"
