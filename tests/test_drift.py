@@ -22,10 +22,11 @@ from orchestrator.ledger import Ledger
 from orchestrator.run import run_pipeline
 from tests.conftest import DAY, REPO, rows_for
 from tools.coercion import plan_drift, rewrite_sql
-from tools.contract import DEFAULT_NULL_TOKENS, Column, quote_literal
+from tools.contract import DEFAULT_NULL_TOKENS, Column, Contract, quote_ident, quote_literal
 from tools.mapping import match_columns, name_score
 from tools.profile import profile_table
 from tools.sinks import open_sink
+from tools.typed_rows import typed_rows
 
 AMOUNT = Column("amount", "decimal", min=0.01, max=10000)
 DATE = Column("date", "date")
@@ -34,12 +35,20 @@ ID = Column("id", "bigint")
 
 
 def drift(values, column, *, learned=None, history=()):
-    """(rules applied, ambiguity kinds, notes, the rewritten values) for one column of text values."""
+    """(rules applied, ambiguity kinds, notes, the rewritten values) for one column of text values.
+
+    The plan is made twice, counting from the text and from the typed rows (as in a pipeline),
+    and must be the same."""
     con = duckdb.connect()
-    con.execute("CREATE TABLE d (x VARCHAR, _row BIGINT, _error VARCHAR)")
+    x = quote_ident(column.name)
+    con.execute(f"CREATE TABLE d ({x} VARCHAR, _row BIGINT, _error VARCHAR)")
     con.executemany("INSERT INTO d VALUES (?, ?, NULL)", [(v, i) for i, v in enumerate(values)])
-    plan = plan_drift(con, "d", [("x", column)], null_tokens=DEFAULT_NULL_TOKENS, learned=learned, history=history)
-    out = [r[0] for r in con.execute(f"SELECT {rewrite_sql(plan, 'x')} FROM d ORDER BY _row").fetchall()]
+    pairs = [(column.name, column)]
+    plan = plan_drift(con, "d", pairs, null_tokens=DEFAULT_NULL_TOKENS, learned=learned, history=history)
+    typed = typed_rows(con, "d", contract=Contract(table="t", columns=(column,)))
+    assert plan_drift(con, "d", pairs, null_tokens=DEFAULT_NULL_TOKENS, learned=learned, history=history,
+                      typed=typed) == plan
+    out = [r[0] for r in con.execute(f"SELECT {rewrite_sql(plan, column.name)} FROM d ORDER BY _row").fetchall()]
     return ({c.rule: c.rows for c in plan.rewrites}, [a.kind for a in plan.ambiguous],
             {c.rule: c.rows for c in plan.notes}, out)
 

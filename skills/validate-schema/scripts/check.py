@@ -81,10 +81,12 @@ def check(
     profiles: Sequence[Mapping[str, Any]] = (),
     parts: Sequence[Mapping[str, Any]] = (),
     target_columns: Sequence[str] | None = None,
+    share_typed: bool = True,
 ) -> Verdict:
     """Judge the staged ``table``. ``learned`` and ``profiles`` (from the ledger) settle drift the
     values alone cannot; ``parts`` are the reader's per-file columns; ``target_columns`` say
-    which extra columns the target already has."""
+    which extra columns the target already has. ``share_typed`` types the rows now for the
+    later steps to reuse (a pipeline); a check run alone reads the text once instead."""
     clock = Stopwatch()
     delivered = data_columns(con, table)
     present = set(delivered)
@@ -97,7 +99,8 @@ def check(
     # Typed now rather than in validate-history: the drift planner counts most of what it needs
     # from the typed values, and the later steps find the same typed rows. Not when columns are
     # missing: repair-schema will stage a renamed table, typed afresh.
-    typed = typed_rows(con, table, contract=contract) if rows and pairs and not (missing_required or gaps) else None
+    shared = share_typed and rows and pairs and not (missing_required or gaps)
+    typed = typed_rows(con, table, contract=contract) if shared else None
     plan = plan_drift(con, table, pairs, null_tokens=contract.null_tokens, learned=learned, history=profiles,
                       typed=typed) if rows else DriftPlan()
     required_detail = ""
@@ -153,6 +156,7 @@ def read_and_check(
     learned: Mapping[str, Sequence[str]] | None = None,
     profiles: Sequence[Mapping[str, Any]] = (),
     target_columns: Sequence[str] | None = None,
+    share_typed: bool = True,
 ) -> Verdict:
     """Read ``path`` and :func:`check` it.
 
@@ -175,7 +179,7 @@ def read_and_check(
         return unreadable(exc, clock.ms())
     parts = [{"file": p.file, "rows": p.rows, "columns": list(p.columns)} for p in delivery.parts]
     verdict = check(con, delivery.table, contract=contract, learned=learned, profiles=profiles, parts=parts,
-                    target_columns=target_columns)
+                    target_columns=target_columns, share_typed=share_typed)
     read = {
         "format": delivery.format, "encoding": delivery.encoding, "delimiter": delivery.delimiter,
         "header": delivery.header, "skipped_lines": delivery.skipped_lines,
@@ -211,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         contract = load_contract(args.contract)
-        verdict = read_and_check(duckdb.connect(), args.path, contract=contract)
+        verdict = read_and_check(duckdb.connect(), args.path, contract=contract, share_typed=False)
     except HealError as exc:
         return could_not_run(SKILL, exc)
     return finish(verdict, as_json=args.json, next_step="run repair-schema to map the columns, or escalate")
