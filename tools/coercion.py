@@ -25,7 +25,7 @@ from typing import Any
 import duckdb
 
 from tools.contract import Column, is_null_sql, parse_sql, quote_ident, quote_literal
-from tools.rules import fast_value_sql, plain_text_sql, token_may_cast  # the exact shortcut row_scan uses
+from tools.rules import SCIENTIFIC, fast_value_sql, plain_text_sql, token_may_cast  # row_scan's exact shortcut
 from tools.typed_rows import TypedRows
 
 __all__ = ["CENTS_RATIO", "Ambiguity", "Coercion", "DriftPlan", "plan_drift", "rewrite_sql"]
@@ -183,7 +183,7 @@ def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tu
 def _sci_sql(r: str, null: str) -> str:
     v = f"trim({r})"
     return (f"count(*) FILTER (WHERE CASE WHEN contains({r}, 'e') OR contains({r}, 'E') THEN "
-            f"regexp_full_match({v}, '[-+]?[0-9.]+[eE][-+]?[0-9]+') AND NOT {null} ELSE false END)")
+            f"regexp_full_match({v}, {_q(SCIENTIFIC)}) AND NOT {null} ELSE false END)")
 
 
 def _whole_sql(r: str) -> str:
@@ -193,56 +193,37 @@ def _whole_sql(r: str) -> str:
 
 def _first_pass_typed(con: duckdb.DuckDBPyConnection, typed: TypedRows, columns: Sequence[tuple[str, Column]],
                       tokens: tuple[str, ...]) -> list[dict[str, int | None]]:
-    """:func:`_first_pass`'s counts read off the delivery's typed rows, most without the text.
+    """:func:`_first_pass`'s counts read off the delivery's typed rows, without the text.
 
-    A typed value is exactly ``parse_sql``: where it is not NULL the text is a value, no
-    token, and parses. So only rows with a NULL typed value are judged on their text (few,
-    unless the column drifted), plus one scan of numeric text for scientific notation.
-    ``whole`` (decimal) is counted only when every parsed value is a whole number; otherwise
-    it is None, since a value with a fraction was never written as a whole number.
+    A typed value is exactly ``parse_sql``, so where it is not NULL the text is a value, no
+    token, and parses; the rule masks mark the values that do not parse, and the typing pass
+    noted null tokens and scientific notation (:meth:`TypedRows.note_bits`). ``whole``
+    (decimal) is counted on the text only when every parsed value is a whole number;
+    otherwise it is None: a value with a fraction was never written as a whole number.
     """
     if not columns:
         return []
-    listed = ", ".join(quote_literal(t) for t in tokens if t.strip()) or "NULL"
-    t, s = typed.sql, quote_ident(typed.source)
-    totals: list[str] = []
+    t, notes = typed.sql, quote_ident(typed.notes or "")
+    parts: list[str] = []
     for src, col in columns:
         v = quote_ident(src)
-        totals.append(f"count({v})")
-        if col.type == "decimal":
-            totals.append(f"count(*) FILTER (WHERE {v} <> trunc({v}))")
-    got = iter(con.execute(f"SELECT {', '.join(totals)} FROM {t}").fetchone())
-    parsed, fractions = {}, {}
-    for src, col in columns:
-        parsed[src] = next(got)
-        if col.type == "decimal":
-            fractions[src] = next(got)
-    nulls = " OR ".join(f"t.{quote_ident(src)} IS NULL" for src, _ in columns)
-    judged: list[str] = []
-    for src, _ in columns:
-        v, r = f"t.{quote_ident(src)}", f"s.{quote_ident(src)}"
-        judged += [f"count(*) FILTER (WHERE {v} IS NULL AND NOT {is_null_sql(r, tokens)})",
-                   f"count(*) FILTER (WHERE {v} IS NULL AND trim({r}) IN ({listed}))"]
-    row = con.execute(f"SELECT {', '.join(judged)} FROM (SELECT * FROM {t} t WHERE {nulls}) t "
-                      f"JOIN {s} s ON s._row = t._row").fetchone()
-    scans: list[str] = []
-    for src, col in columns:
-        r = quote_ident(src)
-        if col.type in _NUMERIC:
-            scans.append(_sci_sql(r, is_null_sql(r, tokens)))
-        if col.type == "decimal" and not fractions[src]:
-            scans.append(_whole_sql(r))
-    scanned = iter(con.execute(f"SELECT {', '.join(scans)} FROM {s}").fetchone() if scans else ())
+        token, sci = typed.note_bits(src)
+        unparsed = " OR ".join(f"({quote_ident(m)} & {b}) <> 0" for m, b in typed.bits(reason=f"unparseable:{src}"))
+        parts += [f"count({v})", f"count(*) FILTER (WHERE {unparsed or 'false'})",
+                  f"count(*) FILTER (WHERE ({notes} & {token}) <> 0)", f"count(*) FILTER (WHERE ({notes} & {sci}) <> 0)",
+                  f"count(*) FILTER (WHERE {v} <> trunc({v}))" if col.type == "decimal" else "0"]
+    got = con.execute(f"SELECT {', '.join(parts)} FROM {t}").fetchone()
     out: list[dict[str, int | None]] = []
     for i, (src, col) in enumerate(columns):
-        unparsed, token_count = row[2 * i] or 0, row[2 * i + 1] or 0
-        first: dict[str, int | None] = {"n": parsed[src] + unparsed, "tokens": token_count}
+        parsed, unparsed, token_count, sci_count, fractions = got[5 * i:5 * i + 5]
+        first: dict[str, int | None] = {"n": parsed + unparsed, "tokens": token_count}
         if col.type != "text":
             first["bad"] = unparsed
         if col.type in _NUMERIC:
-            first["sci"] = next(scanned)
+            first["sci"] = sci_count
         if col.type == "decimal":
-            first["whole"] = None if fractions[src] else next(scanned)
+            first["whole"] = None if fractions else con.execute(
+                f"SELECT {_whole_sql(quote_ident(src))} FROM {quote_ident(typed.source)}").fetchone()[0]
         out.append(first)
     return out
 
@@ -429,7 +410,7 @@ def plan_drift(
     """
     learned = learned or {}
     tokens = tuple(null_tokens)
-    if typed is not None and all(src == col.name and src in typed.typed for src, col in columns):
+    if typed is not None and typed.notes and all(src == col.name and src in typed.typed for src, col in columns):
         firsts = _first_pass_typed(con, typed, columns, tokens)
     else:
         firsts = _first_pass(con, table, columns, tokens)

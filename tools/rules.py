@@ -20,6 +20,7 @@ from tools.contract import Column, Contract, is_null_sql, parse_sql, quote_ident
 
 __all__ = [
     "MASK_BITS",
+    "SCIENTIFIC",
     "META_COLUMNS",
     "TYPE_DRIFT_SHARE",
     "RowRule",
@@ -42,6 +43,9 @@ __all__ = [
 
 #: Columns the reader adds to every staged delivery.
 META_COLUMNS = ("_row", "_error")
+
+#: A number in scientific notation (after trimming): read as a number, noted by the drift planner.
+SCIENTIFIC = "[-+]?[0-9.]+[eE][-+]?[0-9]+"
 
 #: Above this share of unparseable values a column has drifted as a whole (repair it);
 #: below, the few bad rows are a quality problem (quarantine them).

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 
 import duckdb
 
-from tools.contract import Contract, quote_ident, quote_literal
+from tools.contract import Contract, is_null_sql, quote_ident, quote_literal
 from tools.rules import (
     MASK_BITS,
     META_COLUMNS,
+    SCIENTIFIC,
     RowRule,
     breaks_sql,
     count_breaches,
@@ -60,10 +61,17 @@ class TypedRows:
     rules: tuple[RowRule, ...]
     masks: tuple[str, ...]
     hash: str | None  # without a key: equal rows hash equal; equal hashes must still be compared
+    notes: str | None = None  # what the drift planner counts: see note_bits (None past 31 typed columns)
 
     @property
     def sql(self) -> str:
         return quote_ident(self.relation)
+
+    def note_bits(self, column: str) -> tuple[int, int]:
+        """(bit set where the text is a null token other than blank, bit set where it is a number in
+        scientific notation) of typed ``column`` in the :attr:`notes` column."""
+        i = self.typed.index(column)
+        return 1 << (2 * i), 1 << (2 * i + 1)
 
     def bits(self, criterion: str | None = None, *, reason: str | None = None) -> list[tuple[str, int]]:
         """(mask column, bits) of the rules of ``criterion`` (or with ``reason``; all rules when neither)."""
@@ -113,12 +121,13 @@ def _layout(delivered: Sequence[str], contract: Contract, relation: str, source:
     rules = tuple(row_rules(contract, delivered))  # the order row_scan's masks use
     masks = tuple(fresh_name(f"__heal_m{j}", taken) for j in range(0, max(len(rules), 1), MASK_BITS))
     key = tuple(contract.key) if contract.key and all(k in present for k in contract.key) else ()
+    typed = tuple(c.name for c in contract.columns if c.name in present)
+    row_hash = None if key else fresh_name("__heal_h", taken)  # with a key, twins share their key instead
     return TypedRows(
-        relation=relation, source=source, delivered=tuple(delivered),
-        typed=tuple(c.name for c in contract.columns if c.name in present),
+        relation=relation, source=source, delivered=tuple(delivered), typed=typed,
         extras=tuple(c for c in delivered if c not in contract.names),
-        key=key, rules=rules, masks=masks,
-        hash=None if key else fresh_name("__heal_h", taken),  # with a key, twins share their key instead
+        key=key, rules=rules, masks=masks, hash=row_hash,
+        notes=fresh_name("__heal_n", taken) if 2 * len(typed) <= 62 else None,
     )
 
 
@@ -169,7 +178,7 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
     """
     tokens = contract.null_tokens
     clean_tokens = [t for t in tokens if t == t.strip()]  # raw IN these implies trim(raw) IN tokens
-    taken = set(layout.delivered) | set(META_COLUMNS) | set(layout.masks) | {layout.hash or ''}
+    taken = set(layout.delivered) | set(META_COLUMNS) | set(layout.masks) | {layout.hash or '', layout.notes or ''}
     values = {c: fresh_name(f"__heal_t{i}", taken) for i, c in enumerate(layout.typed)}
     ok_name = fresh_name("__heal_ok", taken)
     parsed, ok = [], ["_error IS NULL"]
@@ -201,6 +210,8 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
                      f"AS {quote_ident(mask)}")
     outer = ["_row", *(f"{quote_ident(values[c])} AS {quote_ident(c)}" for c in layout.typed),
              *(quote_ident(c) for c in layout.extras), *masks]
+    if layout.notes is not None:
+        outer.append(f"{_notes_sql(contract, layout, values)} AS {quote_ident(layout.notes)}")
     if layout.hash is not None:
         # Equal rows hash equal, which is all a hash promises: rows that hash equal must be compared.
         text_hash = f"hash({', '.join(quote_ident(c) for c in layout.delivered)})" if layout.delivered else "0::UBIGINT"
@@ -210,6 +221,29 @@ def _typing_sql(contract: Contract, layout: TypedRows, staged: str) -> str:
                      f"AS {quote_ident(layout.hash)}")
     inner = f"SELECT *{''.join(', ' + p for p in parsed)} FROM {quote_ident(staged)}"
     return f"SELECT {', '.join(outer)} FROM (SELECT *, ({' AND '.join(ok)}) AS {quote_ident(ok_name)} FROM ({inner}))"
+
+
+def _notes_sql(contract: Contract, layout: TypedRows, values: dict[str, str]) -> str:
+    """The :attr:`TypedRows.notes` bits: exactly what :mod:`tools.coercion`'s first pass counts.
+
+    A null token leaves the typed value NULL, so only those rows are trimmed; every number's
+    text is searched for an ``e``.
+    """
+    listed = ", ".join(quote_literal(t) for t in contract.null_tokens if t.strip())
+    parts = []
+    for col in contract.columns:
+        if col.name not in values:
+            continue
+        raw, v = quote_ident(col.name), quote_ident(values[col.name])
+        token, sci = layout.note_bits(col.name)
+        if listed:
+            parts.append(f"CASE WHEN {v} IS NULL THEN (CASE WHEN trim({raw}) IN ({listed}) THEN {token} ELSE 0 END) "
+                         "ELSE 0 END")
+        if col.type in ("bigint", "integer", "decimal", "double"):
+            parts.append(f"CASE WHEN contains({raw}, 'e') OR contains({raw}, 'E') THEN (CASE WHEN "
+                         f"regexp_full_match(trim({raw}), {quote_literal(SCIENTIFIC)}) "
+                         f"AND NOT {is_null_sql(raw, contract.null_tokens)} THEN {sci} ELSE 0 END) ELSE 0 END")
+    return f"({' | '.join(parts) or '0'})::BIGINT"
 
 
 def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
