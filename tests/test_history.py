@@ -263,3 +263,29 @@ def test_each_detector_fires_on_its_day_and_stays_quiet_on_normal_days(sales, tm
     assert cents["observed"]["amount"]["median"] > 100 * 100 and "x100" in cents["detail"]
     assert {i["failure_class"]: i["status"] for i in ledger.incidents(pipeline="sales")} == {
         "volume_anomaly": "resolved", "freshness": "resolved", "distribution_shift": "resolved"}
+
+
+def test_a_large_delivery_takes_its_quantiles_from_a_sample_and_judges_alike(tmp_path, monkeypatch):
+    import tools.profile
+
+    contract = load_contract(FIXTURES / "contract.yaml")
+    module = SkillRegistry(REPO / "skills").module("validate-history")
+    volumes, past = module.read_history(FIXTURES / "history.json")
+    day = dt.date(2026, 11, 10)
+    rows = rows_for(day, count=6000, seed=7)
+    con = duckdb.connect()
+    usual = read_delivery(con, deliver(tmp_path, day, rows), table="usual", expected_columns=contract.names).table
+    for r in rows:
+        r[2] = f"{float(r[2]) * 100:.2f}"
+    cents = read_delivery(con, deliver(tmp_path / "b", day, rows), table="cents", expected_columns=contract.names).table
+
+    def judged(table: str) -> tuple[bool, float]:
+        verdict = module.check(con, table, contract=contract, run_date=day, volumes=volumes, profiles=past)
+        stable = next(c for c in verdict.criteria if c.id == "distribution_stable")
+        return stable.passed, verdict.metrics["shift_z"]["amount"]
+
+    exact = judged(usual), judged(cents)
+    monkeypatch.setattr(tools.profile, "QUANTILE_SAMPLE", 1_000)  # every 6th row, by hash
+    sampled = judged(usual), judged(cents)
+    assert [s[0] for s in sampled] == [e[0] for e in exact] == [True, False]
+    assert abs(sampled[0][1] - exact[0][1]) < 1.0 and sampled[1][1] > 100

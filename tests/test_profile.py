@@ -31,3 +31,25 @@ def test_a_column_of_nulls_or_no_rows_has_no_quantiles():
         con.execute(f"CREATE OR REPLACE TABLE t AS {sql}")
         got = profile_table(con, "t", [("n", "BIGINT")])["n"]
         assert (got["median"], got["p05"], got["p95"], got["min"]) == (None, None, None, None)
+
+
+def test_large_tables_take_quantiles_from_a_sample_that_ignores_row_order(monkeypatch):
+    import tools.profile
+
+    monkeypatch.setattr(tools.profile, "QUANTILE_SAMPLE", 2_000)  # 100k rows: every 50th row, by hash
+    con = duckdb.connect()
+    con.execute("SET threads = 1")  # approximate quantiles are exact-repeatable on one thread
+    con.execute("CREATE TABLE t AS SELECT i AS id, (i * 7919 % 100003) / 10 AS amount FROM range(100000) r(i)")
+    con.execute("CREATE TABLE shuffled AS SELECT * FROM t ORDER BY hash(id * 31)")
+    columns = [("id", "BIGINT"), ("amount", "DECIMAL(18,1)")]
+    got = profile_table(con, "t", columns)["amount"]
+    assert profile_table(con, "t", columns)["amount"] == got
+    exact = con.execute("SELECT quantile_cont(amount::DOUBLE, [0.5, 0.05, 0.95]) FROM t").fetchone()[0]
+    for profile in (got, profile_table(con, "shuffled", columns)["amount"]):
+        for key, want in zip(("median", "p05", "p95"), exact):
+            assert abs(profile[key] - want) < 100  # within 1% of the range 0..10000
+    assert (got["rows"], got["min"], got["max"]) == (100000, 0.0, 10000.2)  # the rest still reads every row
+    sampled = "FROM t WHERE hash(id, amount) % 50 = 0"
+    assert 1_500 < con.execute(f"SELECT count(*) {sampled}").fetchone()[0] < 2_500
+    assert con.execute(f"SELECT approx_quantile(amount::DOUBLE, [0.5, 0.05, 0.95]) {sampled}").fetchone()[0] == \
+        [got["median"], got["p05"], got["p95"]]

@@ -28,6 +28,7 @@ import duckdb
 from tools.context import StepContext
 from tools.contract import Contract, load_contract, quote_ident
 from tools.history import SHIFT_STATS, distribution_shift, expected_volume, freshness
+from tools.profile import quantile_sample_sql
 from tools.readers import read_delivery
 from tools.typed_rows import typed_rows
 from tools.verdict import ConfigError, HealError, Stopwatch, Verdict, could_not_run, finish
@@ -43,11 +44,13 @@ DATES = ("date", "timestamp")
 _QUANTILES = {"median": 0.5, "p05": 0.05, "p95": 0.95}
 
 
-def _stats_sql(x: str, where: str) -> list[str]:
-    """``avg`` and one ``approx_quantile`` for all the quantiles (one digest, not one per quantile)."""
+def _stats_sql(x: str, where: str, sample: str | None) -> list[str]:
+    """``avg`` and one ``approx_quantile`` for all the quantiles (one digest, not one per quantile),
+    that one over the ``sample`` rows when given (a large delivery: see tools.profile)."""
     filt = f" FILTER (WHERE {where})"
     quantiles = [_QUANTILES[s] for s in SHIFT_STATS if s != "mean"]
-    return [f"avg({x}){filt}", f"approx_quantile({x}, {quantiles}){filt}"]
+    sampled = f" FILTER (WHERE ({where}) AND {sample})" if sample else filt
+    return [f"avg({x}){filt}", f"approx_quantile({x}, {quantiles}){sampled}"]
 
 
 def _stats(values: Sequence[Any]) -> dict[str, float]:
@@ -100,8 +103,10 @@ def check(
             chosen[c.name] = ranges[c.name][1] if in_range * 2 >= parsed else "true"
     current: dict[str, dict[str, float]] = {}
     if chosen:  # a second pass for the statistics: one digest per column, not two
+        sample = quantile_sample_sql(rows, typed.typed)  # as the profiles it is compared with
         stats = list(con.execute(
-            "SELECT " + ", ".join(e for name, where in chosen.items() for e in _stats_sql(ranges[name][0], where))
+            "SELECT " + ", ".join(e for name, where in chosen.items()
+                                  for e in _stats_sql(ranges[name][0], where, sample))
             + f" FROM {typed.sql}"
         ).fetchone())
         for i, name in enumerate(chosen):
