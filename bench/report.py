@@ -200,10 +200,11 @@ def _why_missed(results: Sequence[SizeResult]) -> list[str]:
             lines.append(
                 f"- heal run at {r.label} is {run / load:.0f}x the bare load: "
                 "the autopilot stages the delivery as a text table (that read alone costs about one bare load), "
-                "plans type drift over it, types it once into a second table that the later steps share, and "
-                "writes the clean rows a third time (transform) before the load writes them into the target; past "
-                "the 512 MB working limit these tables spill to disk and are read back. Within 2x needs the read, "
-                "the typing and the load fused into one pass over the file (see the per-step times above)."
+                "types it once into a second table that the drift planner and the later steps share, and the load "
+                "writes the clean rows into the target (about one bare load's write again); past the 512 MB "
+                "working limit (`HEAL_MEMORY_LIMIT`) these tables spill to disk and are read back. Within 2x "
+                "needs the read, the typing and the load fused into one pass over the file, which the steps, "
+                "each judging a staged table on its own, do not allow (see the per-step times above)."
             )
     return lines
 
