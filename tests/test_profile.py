@@ -1,8 +1,10 @@
-"""tools.profile.profile_table: one SQL pass over a staged table, the same statistics per column."""
+"""tools.profile.profile_table: one query over a table's rows, the same statistics per column;
+quantiles of large tables from a sample of positions."""
 
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from tools.profile import profile_table
 
@@ -33,23 +35,26 @@ def test_a_column_of_nulls_or_no_rows_has_no_quantiles():
         assert (got["median"], got["p05"], got["p95"], got["min"]) == (None, None, None, None)
 
 
-def test_large_tables_take_quantiles_from_a_sample_that_ignores_row_order(monkeypatch):
+@pytest.mark.parametrize("rows_sql", [
+    "SELECT i AS id, (i * 7919 % 100003) / 10 AS amount FROM range(100000) r(i)",
+    "SELECT 1 AS id, [10.0, 20.0, 20.0, 20.0, 40.0][i % 5 + 1] AS amount FROM range(100000) r(i)",  # 3 rows, repeated
+], ids=["distinct-rows", "three-rows-repeated"])
+def test_large_tables_take_quantiles_from_a_sample_of_positions(monkeypatch, rows_sql):
     import tools.profile
 
-    monkeypatch.setattr(tools.profile, "QUANTILE_SAMPLE", 2_000)  # 100k rows: every 50th row, by hash
+    monkeypatch.setattr(tools.profile, "QUANTILE_SAMPLE", 2_000)  # 100k rows: every 50th row by position
     con = duckdb.connect()
     con.execute("SET threads = 1")  # approximate quantiles are exact-repeatable on one thread
-    con.execute("CREATE TABLE t AS SELECT i AS id, (i * 7919 % 100003) / 10 AS amount FROM range(100000) r(i)")
-    con.execute("CREATE TABLE shuffled AS SELECT * FROM t ORDER BY hash(id * 31)")
+    con.execute(f"CREATE TABLE t AS {rows_sql}")
     columns = [("id", "BIGINT"), ("amount", "DECIMAL(18,1)")]
-    got = profile_table(con, "t", columns)["amount"]
-    assert profile_table(con, "t", columns)["amount"] == got
+    got = profile_table(con, "t", columns, position="rowid")["amount"]
+    assert profile_table(con, "t", columns, position="rowid", rows=100_000)["amount"] == got
+    low, high = con.execute("SELECT min(amount::DOUBLE), max(amount::DOUBLE) FROM t").fetchone()
     exact = con.execute("SELECT quantile_cont(amount::DOUBLE, [0.5, 0.05, 0.95]) FROM t").fetchone()[0]
-    for profile in (got, profile_table(con, "shuffled", columns)["amount"]):
-        for key, want in zip(("median", "p05", "p95"), exact):
-            assert abs(profile[key] - want) < 100  # within 1% of the range 0..10000
-    assert (got["rows"], got["min"], got["max"]) == (100000, 0.0, 10000.2)  # the rest still reads every row
-    sampled = "FROM t WHERE hash(id, amount) % 50 = 0"
+    for key, want in zip(("median", "p05", "p95"), exact):
+        assert abs(got[key] - want) <= (high - low) / 100  # within 1% of the range
+    assert (got["rows"], got["min"], got["max"]) == (100000, low, high)  # the rest still reads every row
+    sampled = "FROM t WHERE hash(rowid) % 50 = 0"
     assert 1_500 < con.execute(f"SELECT count(*) {sampled}").fetchone()[0] < 2_500
     assert con.execute(f"SELECT approx_quantile(amount::DOUBLE, [0.5, 0.05, 0.95]) {sampled}").fetchone()[0] == \
         [got["median"], got["p05"], got["p95"]]

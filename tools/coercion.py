@@ -1,7 +1,9 @@
 """Type drift: decide per column, from the data, how drifted text becomes the contract's type.
 
-A delivery is staged as text (:mod:`tools.readers`). When a typed column does not parse,
-:func:`plan_drift` looks at every value of that column in two SQL passes and picks one rule
+A delivery is staged as text (:mod:`tools.readers`). A first pass counts, per column, the
+values that do not parse (from the typed rows of :mod:`tools.typed_rows` when the pipeline
+built them, else one scan of the text). When a typed column does not parse,
+:func:`plan_drift` looks at every value of that column in a second pass and picks one rule
 the whole column agrees on: currency symbols, thousands separators and a decimal comma,
 amounts in cents, or a date format (``MM/DD/YYYY``, ``DD/MM/YYYY``, ``DD.MM.YYYY``,
 ``YYYYMMDD``). Day/month order and decimal separators are inferred from the values; when
@@ -167,7 +169,7 @@ def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tu
             parts.append(_sci_sql(r, null))
         if col.type == "decimal":
             keys.append("whole")
-            parts.append(_whole_sql(r))
+            parts.append(_whole_sql(r, null))
         layout.append(keys)
     if not parts:
         return []
@@ -186,9 +188,10 @@ def _sci_sql(r: str, null: str) -> str:
             f"regexp_full_match({v}, {_q(SCIENTIFIC)}) AND NOT {null} ELSE false END)")
 
 
-def _whole_sql(r: str) -> str:
+def _whole_sql(r: str, null: str) -> str:
+    """Values written as whole numbers (a null token such as ``-999`` is no value)."""
     return (f"count(*) FILTER (WHERE CASE WHEN contains({r}, '.') OR contains({r}, ',') THEN false "
-            f"ELSE regexp_full_match(trim({r}), {_q(_WHOLE)}) END)")
+            f"ELSE regexp_full_match(trim({r}), {_q(_WHOLE)}) AND NOT {null} END)")
 
 
 def _first_pass_typed(con: duckdb.DuckDBPyConnection, typed: TypedRows, columns: Sequence[tuple[str, Column]],
@@ -198,8 +201,9 @@ def _first_pass_typed(con: duckdb.DuckDBPyConnection, typed: TypedRows, columns:
     A typed value is exactly ``parse_sql``, so where it is not NULL the text is a value, no
     token, and parses; the rule masks mark the values that do not parse, and the typing pass
     noted null tokens and scientific notation (:meth:`TypedRows.note_bits`). ``whole``
-    (decimal) is counted on the text only when every parsed value is a whole number;
-    otherwise it is None: a value with a fraction was never written as a whole number.
+    (decimal) is counted on the text only when :func:`plan_drift` reads it (two or more values,
+    all parse, none with a fraction: a value with a fraction was never written as a whole
+    number); otherwise it is None. ``typed`` must type ``table`` under these ``tokens``.
     """
     if not columns:
         return []
@@ -221,9 +225,10 @@ def _first_pass_typed(con: duckdb.DuckDBPyConnection, typed: TypedRows, columns:
             first["bad"] = unparsed
         if col.type in _NUMERIC:
             first["sci"] = sci_count
-        if col.type == "decimal":
-            first["whole"] = None if fractions else con.execute(
-                f"SELECT {_whole_sql(quote_ident(src))} FROM {quote_ident(typed.source)}").fetchone()[0]
+        if col.type == "decimal":  # plan_drift reads it only for a column of two or more values that all parse
+            raw = quote_ident(src)
+            first["whole"] = None if fractions or unparsed or first["n"] < 2 else con.execute(
+                f"SELECT {_whole_sql(raw, is_null_sql(raw, tokens))} FROM {quote_ident(typed.source)}").fetchone()[0]
         out.append(first)
     return out
 
@@ -410,7 +415,8 @@ def plan_drift(
     """
     learned = learned or {}
     tokens = tuple(null_tokens)
-    if typed is not None and typed.notes and all(src == col.name and src in typed.typed for src, col in columns):
+    if typed is not None and typed.notes and typed.source == table \
+            and all(src == col.name and src in typed.typed for src, col in columns):
         firsts = _first_pass_typed(con, typed, columns, tokens)
     else:
         firsts = _first_pass(con, table, columns, tokens)

@@ -1,4 +1,4 @@
-"""Column profiles: the shape of a column's values in one delivery, computed in one SQL pass.
+"""Column profiles: the shape of a column's values in one delivery, computed in one SQL query.
 
 Profiles of loaded deliveries are kept in the ledger (``heal.profiles``) so later runs can
 compare against them: a distribution shift (amounts in cents), or which unknown column is
@@ -24,14 +24,12 @@ _QUANTILES = "median, p05, p95"  # one list-valued statistic, split into three k
 QUANTILE_SAMPLE = 500_000
 
 
-def quantile_sample_sql(rows: int, columns: Sequence[str]) -> str | None:
-    """SQL true for about :data:`QUANTILE_SAMPLE` of ``rows`` rows, picked by a hash of the values
-    of ``columns`` (not by position: the same rows are picked whatever their order); None when
-    every row fits in the sample."""
+def quantile_sample_sql(rows: int, position: str) -> str | None:
+    """SQL true for about :data:`QUANTILE_SAMPLE` of ``rows`` rows, picked by a hash of
+    ``position`` (SQL telling rows apart, such as ``_row`` or ``rowid``: a hash of the values
+    would keep or drop every copy of a repeated row together); None when every row fits."""
     every = rows // QUANTILE_SAMPLE
-    if every <= 1 or not columns:
-        return None
-    return f"hash({', '.join(quote_ident(c) for c in columns)}) % {every} = 0"
+    return f"hash({position}) % {every} = 0" if every > 1 else None
 
 
 def profile_table(
@@ -41,18 +39,23 @@ def profile_table(
     *,
     where: str = "",
     params: Sequence[Any] = (),
+    position: str | None = None,
+    rows: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per column of ``table``: rows, nulls, distinct (approximate); for numbers also min, max,
     mean, median, p05, p95; for dates min and max. ``columns`` are (name, DuckDB type).
 
     ``table`` is a name (quoted here) or an already quoted ``schema.table``; ``where`` (SQL
-    with ``?`` for ``params``) keeps only some rows, such as those one run loaded. Past
-    :data:`QUANTILE_SAMPLE` rows the quantiles read a sample chosen by a hash of each row's
-    values (not its position: the same rows are sampled whatever their order)."""
+    with ``?`` for ``params``) keeps only some rows, such as those one run loaded. Given a
+    ``position`` (see :func:`quantile_sample_sql`), the quantiles of more than
+    :data:`QUANTILE_SAMPLE` rows are read from a sample; ``rows``, when known, spares a count."""
     relation = table if table.startswith('"') else quote_ident(table)
     filtered = f" WHERE {where}" if where else ""
-    rows = con.execute(f"SELECT count(*) FROM {relation}{filtered}", list(params)).fetchone()[0]
-    sample = quantile_sample_sql(rows, [n for n, _ in columns])
+    sample = None
+    if position is not None:
+        if rows is None:
+            rows = con.execute(f"SELECT count(*) FROM {relation}{filtered}", list(params)).fetchone()[0]
+        sample = quantile_sample_sql(rows, position)
     sampled = f" FILTER (WHERE {sample})" if sample else ""
     parts: list[str] = []
     layout: list[tuple[str, str, list[str]]] = []

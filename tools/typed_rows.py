@@ -42,7 +42,8 @@ from tools.rules import (
 )
 
 __all__ = [
-    "TypedRows", "conflicting_keys", "derive", "exact_duplicates", "repeated_rows", "rule_counts", "typed_rows",
+    "TypedRows", "conflicting_keys", "derive", "discard", "exact_duplicates", "repeated_rows", "rule_counts",
+    "typed_rows",
 ]
 
 _TAG = "heal-typed:"  # the comment on a typed relation: which relation and contract it types
@@ -260,6 +261,12 @@ def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
             con.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
         con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
         con.execute(f"DROP TABLE IF EXISTS {quote_ident(_repeated_name(name))}")
+
+
+def discard(con: duckdb.DuckDBPyConnection, rows: TypedRows) -> None:
+    """Drop typed rows no step will read (their delivery is being repaired into a new table)."""
+    con.execute(f"DROP TABLE IF EXISTS {quote_ident(_repeated_name(rows.relation))}")
+    con.execute(f"DROP TABLE IF EXISTS {rows.sql}")
 
 
 def derive(con: duckdb.DuckDBPyConnection, rows: TypedRows, view: str, *, without: str, contract: Contract) -> None:

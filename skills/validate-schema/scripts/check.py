@@ -22,7 +22,7 @@ from tools.contract import Contract, load_contract, quote_ident
 from tools.mapping import propose_mapping
 from tools.readers import Delivery, read_delivery
 from tools.rules import TYPE_DRIFT_SHARE, data_columns
-from tools.typed_rows import typed_rows
+from tools.typed_rows import discard, typed_rows
 from tools.verdict import ConfigError, Criterion, HealError, InputError, Stopwatch, Verdict, could_not_run, finish
 
 SKILL = "validate-schema"
@@ -96,8 +96,8 @@ def check(
     unexpected = [c for c in delivered if c not in contract.names]
     gaps = _part_gaps(parts, contract, present)
     pairs = [(c.name, c) for c in contract.columns if c.name in present]
-    # Typed now rather than in validate-history: the drift planner counts most of what it needs
-    # from the typed values, and the later steps find the same typed rows. Not when columns are
+    # Typed now rather than in validate-history: the drift planner counts what it needs from the
+    # typed values, and the later steps find the same typed rows. Not when required columns are
     # missing: repair-schema will stage a renamed table, typed afresh.
     shared = share_typed and rows and pairs and not (missing_required or gaps)
     typed = typed_rows(con, table, contract=contract) if shared else None
@@ -120,6 +120,8 @@ def check(
         ),
         *_drift_criteria(plan, plan.unparseable),
     ]
+    if typed is not None and not all(c.passed for c in criteria):
+        discard(con, typed)  # repair-schema stages a new table, typed afresh: free this one now
     coercions = [c.to_dict() for c in plan.notes]
     if not (missing_required or gaps):
         coercions += _evolution(unexpected, contract, target_columns)
