@@ -29,6 +29,7 @@ from orchestrator.observability import after_run, log_attempt, log_run_start
 from orchestrator.pipeline import Pipeline
 from orchestrator.skills import SkillRegistry
 from tools.context import History, SourceSpec, StepContext
+from tools.contract import quote_ident
 from tools.history import PROFILE_RUNS, WINDOW_DAYS
 from tools.profile import profile_table
 from tools.sinks import Sink, open_sink, qualified_name, redact_url
@@ -329,20 +330,23 @@ def _commit_hook(pipeline: Pipeline, state: _State, *, ledger: Ledger, sink: Sin
         ledger.record_coercions(pipeline=pipeline.name, run_id=run_id,
                                 coercions=[*(state.read or {}).get("notes", ()), *state.coercions])
         ledger.record_profiles(pipeline=pipeline.name, run_id=run_id, run_date=run_date,
-                               profiles=_loaded_profiles(sink, pipeline.contract.table, state, run_id, rows=sent))
+                               profiles=_loaded_profiles(sink, pipeline, state, run_id, rows=sent))
 
     return commit
 
 
-def _loaded_profiles(sink: Sink, table: str, state: _State, run_id: str, *, rows: int) -> dict[str, dict[str, Any]]:
+def _loaded_profiles(sink: Sink, pipeline: Pipeline, state: _State, run_id: str, *,
+                     rows: int) -> dict[str, dict[str, Any]]:
     """Profiles of the rows this run loads. A DuckDB target holds them typed and columnar, tagged
     with the run: reading them back costs about half of typing the staged rows again, and its
-    rowid picks a quantile sample from a large delivery."""
+    rowid picks a quantile sample from a large delivery. For PostgreSQL the staged rows are
+    profiled; their key, unique once loaded, picks the sample."""
     con = sink.working_connection()
     if sink.dialect == "duckdb":
-        return profile_table(con, qualified_name(table, sink.dialect), state.columns,
+        return profile_table(con, qualified_name(pipeline.contract.table, sink.dialect), state.columns,
                              where="_heal_run_id = ?", params=[run_id], position="rowid", rows=rows)
-    return profile_table(con, state.table, state.columns)
+    key = ", ".join(quote_ident(k) for k in pipeline.contract.key) or None
+    return profile_table(con, state.table, state.columns, position=key, rows=rows)
 
 
 def _run_skill(skills: SkillRegistry, step: Step, ctx: StepContext) -> Verdict:

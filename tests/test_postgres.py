@@ -475,6 +475,28 @@ def test_autopilot_week_on_postgres(tmp_path, pg_url, db):
     assert db.execute("SELECT count(*) FROM heal.deliveries").fetchone() == (3,)
 
 
+@pytest.mark.parametrize("sample", [None, 100], ids=["every-row", "sampled"])
+def test_a_loaded_run_leaves_column_profiles_in_postgres(tmp_path, pg_url, db, monkeypatch, sample):
+    import tools.profile
+
+    if sample:
+        monkeypatch.setattr(tools.profile, "QUANTILE_SAMPLE", sample)  # 800 rows: every 8th, by key
+    pipeline = sales_pipeline(tmp_path, pg_url)
+    rows = sales_rows(DAY, 1, 800, random.Random(5))
+    deliver(tmp_path, DAY, rows)
+    result = run_pipeline(pipeline, run_date=DAY)
+    sink = open_sink(pg_url)
+    try:
+        amount = Ledger(sink).profiles("sales", before=DAY + dt.timedelta(days=1))[0]["columns"]["amount"]
+    finally:
+        sink.close()
+    values = sorted(float(r[2]) for r in rows)
+    assert (result.status, amount["rows"], amount["min"], amount["max"]) == ("success", 800, values[0], values[-1])
+    spread = values[-1] - values[0]
+    for key, at in (("median", 0.5), ("p05", 0.05), ("p95", 0.95)):
+        assert abs(amount[key] - values[int(at * 799)]) < spread / 10, key
+
+
 def test_autopilot_keeps_a_hostile_extra_column_as_data(tmp_path, pg_url, db):
     hostile = 'x"; DROP TABLE sales; --'
     rows = sales_rows(DAY, 1, 20, random.Random(5))

@@ -206,7 +206,12 @@ def test_empty_or_binary_delivery_never_crashes(sales, tmp_path, content):
     assert result.counts["loaded"] == 0
 
 
-def test_loaded_runs_leave_column_profiles_for_later_runs(sales, tmp_path):
+@pytest.mark.parametrize("sample", [None, 50], ids=["every-row", "sampled"])
+def test_loaded_runs_leave_column_profiles_for_later_runs(sales, tmp_path, monkeypatch, sample):
+    import tools.profile
+
+    if sample:
+        monkeypatch.setattr(tools.profile, "QUANTILE_SAMPLE", sample)  # 200 rows: every 4th, by rowid
     deliver(tmp_path / "in", DAY, rows_for(DAY, count=200))
     result = run(sales)
     profiles = ledger_of(sales).profiles("sales")
