@@ -26,13 +26,17 @@ from typing import Any
 
 import duckdb
 
-from tools.contract import Column, is_null_sql, parse_sql, quote_ident, quote_literal
-from tools.rules import SCIENTIFIC, fast_value_sql, plain_text_sql, token_may_cast  # row_scan's exact shortcut
+from tools.contract import NUMERIC_COLUMN_TYPES, Column, is_null_sql, parse_sql, quote_ident, quote_literal
+from tools.rules import (  # row_scan's exact shortcut, and the scientific-notation test typed_rows notes
+    fast_value_sql,
+    plain_text_sql,
+    scientific_sql,
+    token_may_cast,
+)
 from tools.typed_rows import TypedRows
 
 __all__ = ["CENTS_RATIO", "Ambiguity", "Coercion", "DriftPlan", "plan_drift", "rewrite_sql"]
 
-_NUMERIC = ("bigint", "integer", "decimal", "double")
 _DATES = ("date", "timestamp")
 _SYM = "(?:[$€£¥₹]|USD|EUR|GBP|CHF|JPY)"
 #: Thousands separators by number style: a decimal dot, a decimal comma, whole numbers.
@@ -164,9 +168,9 @@ def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tu
             keys.append("bad")
             parts.append(f"count(*) FILTER (WHERE CASE WHEN {ok} THEN false "
                          f"ELSE NOT {null} AND {parse_sql(r, col, tokens)} IS NULL END)")
-        if col.type in _NUMERIC:
+        if col.type in NUMERIC_COLUMN_TYPES:
             keys.append("sci")
-            parts.append(_sci_sql(r, null))
+            parts.append(f"count(*) FILTER (WHERE {scientific_sql(r, tokens)})")
         if col.type == "decimal":
             keys.append("whole")
             parts.append(_whole_sql(r, null))
@@ -180,12 +184,6 @@ def _first_pass(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[tu
         out.append(dict(zip(keys, row[i:i + len(keys)])))
         i += len(keys)
     return out
-
-
-def _sci_sql(r: str, null: str) -> str:
-    v = f"trim({r})"
-    return (f"count(*) FILTER (WHERE CASE WHEN contains({r}, 'e') OR contains({r}, 'E') THEN "
-            f"regexp_full_match({v}, {_q(SCIENTIFIC)}) AND NOT {null} ELSE false END)")
 
 
 def _whole_sql(r: str, null: str) -> str:
@@ -223,7 +221,7 @@ def _first_pass_typed(con: duckdb.DuckDBPyConnection, typed: TypedRows, columns:
         first: dict[str, int | None] = {"n": parsed + unparsed, "tokens": token_count}
         if col.type != "text":
             first["bad"] = unparsed
-        if col.type in _NUMERIC:
+        if col.type in NUMERIC_COLUMN_TYPES:
             first["sci"] = sci_count
         if col.type == "decimal":  # plan_drift reads it only for a column of two or more values that all parse
             raw = quote_ident(src)
@@ -435,7 +433,7 @@ def plan_drift(
         shares[source] = round(first["bad"] / first["n"], 4) if first["n"] else 0.0
         rules = tuple(learned.get(col.name, ()))
         plan: tuple[_Rewrite | None, list[Coercion], Ambiguity | None] = (None, [], None)
-        if first["bad"] and col.type in _NUMERIC:
+        if first["bad"] and col.type in NUMERIC_COLUMN_TYPES:
             plan = _plan_number(con, table, source, col, rules)
         elif first["bad"] and col.type in _DATES:
             plan = _plan_dates(con, table, source, col, rules)

@@ -18,6 +18,7 @@ from tools.verdict import ConfigError
 __all__ = [
     "COLUMN_TYPES",
     "DEFAULT_NULL_TOKENS",
+    "NUMERIC_COLUMN_TYPES",
     "Column",
     "Contract",
     "contract_from_dict",
@@ -41,6 +42,9 @@ COLUMN_TYPES: dict[str, str] = {
     "timestamp": "TIMESTAMP",
     "boolean": "BOOLEAN",
 }
+
+#: The column types that hold numbers.
+NUMERIC_COLUMN_TYPES: tuple[str, ...] = ("bigint", "integer", "decimal", "double")
 
 #: Text that means "no value" in vendor files. Compared after trimming.
 DEFAULT_NULL_TOKENS: tuple[str, ...] = ("", "NULL", "null", "N/A", "NA", "n/a", "-", "None")

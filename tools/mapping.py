@@ -24,7 +24,7 @@ from typing import Any
 
 import duckdb
 
-from tools.contract import Column, Contract, is_null_sql, quote_ident, quote_literal
+from tools.contract import NUMERIC_COLUMN_TYPES, Column, Contract, is_null_sql, quote_ident, quote_literal
 from tools.rules import data_columns
 from tools.verdict import InputError
 
@@ -211,7 +211,7 @@ def _type_fit(ev: Mapping[str, Any], column: Column) -> float:
 
 def _range_fit(ev: Mapping[str, Any], column: Column) -> float:
     """Without history: do the values fall inside the contract's min/max?"""
-    if column.type not in ("bigint", "integer", "decimal", "double") or ev["median"] is None:
+    if column.type not in NUMERIC_COLUMN_TYPES or ev["median"] is None:
         return 1.0
     lo = column.min if column.min is not None else -math.inf
     hi = column.max if column.max is not None else math.inf

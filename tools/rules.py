@@ -20,7 +20,6 @@ from tools.contract import Column, Contract, is_null_sql, parse_sql, quote_ident
 
 __all__ = [
     "MASK_BITS",
-    "SCIENTIFIC",
     "META_COLUMNS",
     "TYPE_DRIFT_SHARE",
     "RowRule",
@@ -36,6 +35,7 @@ __all__ = [
     "plain_text_sql",
     "row_rules",
     "row_scan",
+    "scientific_sql",
     "token_may_cast",
     "typed_sql",
     "unparseable_shares",
@@ -44,8 +44,6 @@ __all__ = [
 #: Columns the reader adds to every staged delivery.
 META_COLUMNS = ("_row", "_error")
 
-#: A number in scientific notation (after trimming): read as a number, noted by the drift planner.
-SCIENTIFIC = "[-+]?[0-9.]+[eE][-+]?[0-9]+"
 
 #: Above this share of unparseable values a column has drifted as a whole (repair it);
 #: below, the few bad rows are a quality problem (quarantine them).
@@ -127,6 +125,14 @@ def typed_sql(ident: str, column: Column, null_tokens: Sequence[str]) -> str:
 def _guarded(settled: str | None, then: str, otherwise: str) -> str:
     """``then`` where the cheap test ``settled`` holds, else the contract's own predicate."""
     return otherwise if settled is None else f"(CASE WHEN {settled} THEN {then} ELSE {otherwise} END)"
+
+
+def scientific_sql(ident: str, tokens: Sequence[str]) -> str:
+    """True for text that is a number in scientific notation once trimmed (and no null token):
+    read as a number, noted by the drift planner. Only text holding an ``e`` is matched."""
+    return (f"(CASE WHEN contains({ident}, 'e') OR contains({ident}, 'E') THEN "
+            f"regexp_full_match(trim({ident}), '[-+]?[0-9.]+[eE][-+]?[0-9]+') "
+            f"AND NOT {is_null_sql(ident, tuple(tokens))} ELSE false END)")
 
 
 def plain_text_sql(ident: str, tokens: Sequence[str]) -> str:

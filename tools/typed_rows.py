@@ -24,11 +24,10 @@ from dataclasses import dataclass
 
 import duckdb
 
-from tools.contract import Contract, is_null_sql, quote_ident, quote_literal
+from tools.contract import NUMERIC_COLUMN_TYPES, Contract, quote_ident, quote_literal
 from tools.rules import (
     MASK_BITS,
     META_COLUMNS,
-    SCIENTIFIC,
     RowRule,
     breaks_sql,
     count_breaches,
@@ -38,6 +37,7 @@ from tools.rules import (
     mask_type,
     plain_text_sql,
     row_rules,
+    scientific_sql,
     typed_sql,
 )
 
@@ -240,10 +240,8 @@ def _notes_sql(contract: Contract, layout: TypedRows, values: dict[str, str]) ->
         if listed:
             parts.append(f"CASE WHEN {v} IS NULL THEN (CASE WHEN trim({raw}) IN ({listed}) THEN {token} ELSE 0 END) "
                          "ELSE 0 END")
-        if col.type in ("bigint", "integer", "decimal", "double"):
-            parts.append(f"CASE WHEN contains({raw}, 'e') OR contains({raw}, 'E') THEN (CASE WHEN "
-                         f"regexp_full_match(trim({raw}), {quote_literal(SCIENTIFIC)}) "
-                         f"AND NOT {is_null_sql(raw, contract.null_tokens)} THEN {sci} ELSE 0 END) ELSE 0 END")
+        if col.type in NUMERIC_COLUMN_TYPES:
+            parts.append(f"CASE WHEN {scientific_sql(raw, contract.null_tokens)} THEN {sci} ELSE 0 END")
     return f"({' | '.join(parts) or '0'})::BIGINT"
 
 
@@ -255,18 +253,22 @@ def _drop_stale(con: duckdb.DuckDBPyConnection, relation: str) -> None:
         [relation],
     ).fetchall()
     for (name,) in stale:
-        for (view,) in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE temporary AND contains(sql, ?)", [name]
-        ).fetchall():
-            con.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
-        con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
-        con.execute(f"DROP TABLE IF EXISTS {quote_ident(_repeated_name(name))}")
+        _drop(con, name)
+
+
+def _drop(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop the typed table ``name``, the views over it and its repeated-rows table."""
+    for (view,) in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND contains(sql, ?)", [name]
+    ).fetchall():
+        con.execute(f"DROP VIEW IF EXISTS {quote_ident(view)}")
+    con.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+    con.execute(f"DROP TABLE IF EXISTS {quote_ident(_repeated_name(name))}")
 
 
 def discard(con: duckdb.DuckDBPyConnection, rows: TypedRows) -> None:
     """Drop typed rows no step will read (their delivery is being repaired into a new table)."""
-    con.execute(f"DROP TABLE IF EXISTS {quote_ident(_repeated_name(rows.relation))}")
-    con.execute(f"DROP TABLE IF EXISTS {rows.sql}")
+    _drop(con, rows.relation)
 
 
 def derive(con: duckdb.DuckDBPyConnection, rows: TypedRows, view: str, *, without: str, contract: Contract) -> None:

@@ -16,14 +16,13 @@ from typing import Any
 
 import duckdb
 
-from tools.contract import Column, Contract, quote_ident
+from tools.contract import NUMERIC_COLUMN_TYPES, Column, Contract, quote_ident
 from tools.readers import read_delivery
 from tools.verdict import ConfigError, InputError
 
 __all__ = ["Clean", "Out", "Row", "Variant", "canonical", "load_variant", "read_clean", "reasons"]
 
 Row = dict[str, str | None]
-_NUMBERS = ("bigint", "integer", "decimal", "double")
 
 
 @dataclass(frozen=True)
@@ -111,7 +110,7 @@ def reasons(row: Row, contract: Contract, error: str | None = None) -> list[str]
         except ValueError:
             out.append(f"unparseable:{col.name}")
             continue
-        if col.type in _NUMBERS and typed is not None:
+        if col.type in NUMERIC_COLUMN_TYPES and typed is not None:
             number = float(typed)
             if (col.min is not None and number < col.min) or (col.max is not None and number > col.max):
                 out.append(f"out_of_range:{col.name}")

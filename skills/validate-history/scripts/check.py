@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from tools.context import StepContext
-from tools.contract import Contract, load_contract, quote_ident
+from tools.contract import NUMERIC_COLUMN_TYPES, Contract, load_contract, quote_ident
 from tools.history import SHIFT_STATS, distribution_shift, expected_volume, freshness
 from tools.profile import quantile_sample_sql
 from tools.readers import read_delivery
@@ -39,7 +39,6 @@ CLASSES = {
     "fresh": "freshness",
     "distribution_stable": "distribution_shift",
 }
-NUMERIC = ("bigint", "integer", "decimal", "double")
 DATES = ("date", "timestamp")
 _QUANTILES = {"median": 0.5, "p05": 0.05, "p95": 0.95}
 
@@ -83,7 +82,7 @@ def check(
         dated = [c for c in dated if c.name == date_column]
         if not dated:
             raise ConfigError(f"date_column {date_column!r} is not a date or timestamp column of this delivery")
-    numeric = [c for c in contract.columns if c.type in NUMERIC and c.name in delivered and c.name not in contract.key]
+    numeric = [c for c in contract.columns if c.type in NUMERIC_COLUMN_TYPES and c.name in delivered and c.name not in contract.key]
     parts = ["count(*)"] + ([f"max({quote_ident(dated[0].name)})"] if dated else [])
     ranges: dict[str, tuple[str, str]] = {}
     for c in numeric:
